@@ -1,0 +1,405 @@
+// Package mvcc is cairn's multi-version key-value store, with etcd's
+// semantics: every write request makes one new store revision; each key has
+// a create revision, a mod revision and a version that counts changes since
+// its creation (a deletion resets it); reads can be served at any revision
+// since the last compaction.
+//
+// Each change is one pebble record keyed by its revision (storage.KVKey),
+// holding the mvccpb.KeyValue, so events are a scan in revision order
+// (watch catch-up) and the layout matches etcd's "key" bucket (snapshots).
+// An in-memory index maps each key to its revisions; it is rebuilt from the
+// records at start.
+//
+// Order of operations (one writer, many readers):
+//
+//	apply goroutine: w := s.Write(batch) ... w.Put/DeleteRange ... w.End()
+//	                 (more writes in the same batch) ... batch.Commit
+//	                 s.Publish(rev)   // readers and watchers now see rev
+//	readers:         s.Range(...) at any revision <= the published one
+//
+// Changes made by a write are in the index before the batch commits, but no
+// reader looks past the published revision, so none sees them early.
+package mvcc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/storage"
+)
+
+// Errors returned to the API layer, which maps them to etcd's rpctypes.
+var (
+	ErrCompacted   = errors.New("mvcc: required revision has been compacted")
+	ErrFutureRev   = errors.New("mvcc: required revision is a future revision")
+	ErrKeyNotFound = errors.New("mvcc: key not found")
+)
+
+// Store is the MVCC store of one member.
+type Store struct {
+	db *pebble.DB
+
+	mu         sync.RWMutex // guards everything below
+	ix         *index
+	rev        int64 // published (committed, visible) revision
+	pendingRev int64 // last revision handed out to a write, >= rev
+	compactRev int64 // last compaction revision applied to the index (-1 if none)
+	// keep lists the revisions that the last compaction must leave in
+	// the store; nil once the physical compaction is done.
+	keep map[Revision]struct{}
+}
+
+// Open builds the store from the records in db: it rebuilds the key index
+// and reads the compaction state. The returned list of leased keys lets the
+// caller re-attach keys to leases.
+func Open(db *pebble.DB) (*Store, error) {
+	s := &Store{db: db, ix: newIndex(), compactRev: -1}
+	if v, ok, err := storage.GetMeta(db, storage.MetaScheduledCompact); err != nil {
+		return nil, err
+	} else if ok {
+		s.compactRev = int64(storage.U64(v))
+	}
+	lo, hi := storage.KVSpan()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var kv mvccpb.KeyValue
+	for it.First(); it.Valid(); it.Next() {
+		main, sub, tomb, ok := storage.ParseKVKey(it.Key())
+		if !ok {
+			return nil, fmt.Errorf("%w: bad revision key %x", storage.ErrCorrupt, it.Key())
+		}
+		kv.Reset()
+		if err := proto.Unmarshal(it.Value(), &kv); err != nil {
+			return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, main, sub, err)
+		}
+		h := s.ix.getOrCreate(kv.Key)
+		r := Revision{main, sub}
+		if tomb {
+			if h.live() {
+				h.tombstone(r)
+			}
+		} else {
+			h.put(r)
+		}
+		if main > s.rev {
+			s.rev = main
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	// Records at or below the compaction revision may still be present if
+	// the physical compaction did not finish before a stop: compact the
+	// index again; the caller resumes the physical part.
+	if s.compactRev > 0 {
+		s.keep = make(map[Revision]struct{})
+		s.compactIndexLocked(s.compactRev)
+		if s.rev < s.compactRev {
+			s.rev = s.compactRev
+		}
+	}
+	s.pendingRev = s.rev
+	return s, nil
+}
+
+// Rev is the published revision.
+func (s *Store) Rev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev
+}
+
+// CompactRev is the last compaction revision, 0 if none.
+func (s *Store) CompactRev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.compactRev < 0 {
+		return 0
+	}
+	return s.compactRev
+}
+
+// Revs returns the published and the compacted revision.
+func (s *Store) Revs() (current, compacted int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.compactRev
+	if c < 0 {
+		c = 0
+	}
+	return s.rev, c
+}
+
+// Publish makes revisions up to rev visible to readers. The apply loop calls
+// it after the batch holding them commits.
+func (s *Store) Publish(rev int64) {
+	s.mu.Lock()
+	if rev > s.rev {
+		s.rev = rev
+	}
+	s.mu.Unlock()
+}
+
+// RangeOptions select what Range returns.
+type RangeOptions struct {
+	Rev   int64 // 0 means the latest
+	Limit int64 // 0 means no limit
+	Count bool  // count only, no key-values
+}
+
+// RangeResult is what a range finds.
+type RangeResult struct {
+	KVs   []*mvccpb.KeyValue
+	Rev   int64 // the revision the range was served at (the store's latest)
+	Count int   // keys in the range, ignoring Limit
+}
+
+// Range reads keys in [key, end) at a revision. end == nil means key alone;
+// an empty end means every key >= key.
+func (s *Store) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
+	s.mu.RLock()
+	cur := s.rev
+	revs, count, err := s.lookupLocked(key, end, o, cur)
+	s.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	res := &RangeResult{Rev: cur, Count: count}
+	if o.Count {
+		return res, nil
+	}
+	res.KVs, err = fetch(s.db, revs)
+	if errors.Is(err, ErrKeyNotFound) {
+		// A compaction removed a record this read needed: the revision
+		// was compacted while the read was in flight.
+		return nil, ErrCompacted
+	}
+	return res, err
+}
+
+func (s *Store) lookupLocked(key, end []byte, o RangeOptions, cur int64) ([]Revision, int, error) {
+	rev := o.Rev
+	if rev > cur {
+		return nil, 0, ErrFutureRev
+	}
+	if rev <= 0 {
+		rev = cur
+	}
+	if rev < s.compactRev {
+		return nil, 0, ErrCompacted
+	}
+	var revs []Revision
+	count := 0
+	s.ix.ascend(key, end, func(h *keyHistory) bool {
+		mod, _, _, ok := h.at(rev)
+		if !ok {
+			return true
+		}
+		count++
+		if !o.Count && (o.Limit <= 0 || int64(len(revs)) < o.Limit) {
+			revs = append(revs, mod)
+		}
+		return true
+	})
+	return revs, count, nil
+}
+
+// fetch reads the records of revs from r, in order.
+func fetch(r pebble.Reader, revs []Revision) ([]*mvccpb.KeyValue, error) {
+	kvs := make([]*mvccpb.KeyValue, 0, len(revs))
+	for _, rv := range revs {
+		v, closer, err := r.Get(storage.KVKey(rv.Main, rv.Sub, false))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, ErrKeyNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		kv := &mvccpb.KeyValue{}
+		err = proto.Unmarshal(v, kv)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, rv.Main, rv.Sub, err)
+		}
+		kvs = append(kvs, kv)
+	}
+	return kvs, nil
+}
+
+// Get returns key's value as of rev, or nil if it did not exist then.
+func (s *Store) Get(key []byte, rev int64) (*mvccpb.KeyValue, error) {
+	r, err := s.Range(key, nil, RangeOptions{Rev: rev})
+	if err != nil {
+		return nil, err
+	}
+	if len(r.KVs) == 0 {
+		return nil, nil
+	}
+	return r.KVs[0], nil
+}
+
+// Events calls fn for every change with from <= revision <= to, in revision
+// order, stopping early when fn returns false. to is capped at the
+// published revision.
+func (s *Store) Events(from, to int64, fn func(ev *mvccpb.Event) bool) error {
+	cur, compacted := s.Revs()
+	if from <= compacted {
+		return ErrCompacted
+	}
+	if to > cur {
+		to = cur
+	}
+	if from > to {
+		return nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: storage.KVKeyLowerBound(from),
+		UpperBound: storage.KVKeyLowerBound(to + 1),
+	})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		main, _, tomb, _ := storage.ParseKVKey(it.Key())
+		kv := &mvccpb.KeyValue{}
+		if err := proto.Unmarshal(it.Value(), kv); err != nil {
+			return fmt.Errorf("%w: revision %d: %v", storage.ErrCorrupt, main, err)
+		}
+		ev := &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv}
+		if tomb {
+			ev.Type = mvccpb.Event_DELETE
+			kv.ModRevision = main
+		}
+		if !fn(ev) {
+			return nil
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	// A compaction may have raced the scan; report it rather than a gap.
+	if _, c := s.Revs(); from <= c {
+		return ErrCompacted
+	}
+	return nil
+}
+
+// LeasedKeys calls fn for every live key attached to a lease.
+func (s *Store) LeasedKeys(fn func(key []byte, lease int64)) error {
+	s.mu.RLock()
+	cur := s.rev
+	var revs []Revision
+	s.ix.ascend([]byte{}, []byte{}, func(h *keyHistory) bool {
+		if mod, _, _, ok := h.at(cur); ok {
+			revs = append(revs, mod)
+		}
+		return true
+	})
+	s.mu.RUnlock()
+	kvs, err := fetch(s.db, revs)
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		if kv.Lease != 0 {
+			fn(kv.Key, kv.Lease)
+		}
+	}
+	return nil
+}
+
+// HashKV hashes the store's records up to rev (0 = latest) that a read at
+// or after the compaction revision can see. Members that applied the same
+// entries have the same hash.
+func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
+	s.mu.RLock()
+	cur := s.rev
+	compactRev = s.compactRev
+	if compactRev < 0 {
+		compactRev = 0
+	}
+	keep := s.keepForHashLocked()
+	snap := s.db.NewSnapshot()
+	s.mu.RUnlock()
+	defer snap.Close()
+	if rev == 0 {
+		rev = cur
+	}
+	if rev > cur {
+		return 0, 0, 0, ErrFutureRev
+	}
+	if rev < compactRev {
+		return 0, 0, 0, ErrCompacted
+	}
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	h.Write([]byte("key"))
+	lo, _ := storage.KVSpan()
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: storage.KVKeyLowerBound(rev + 1)})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		main, sub, _, _ := storage.ParseKVKey(it.Key())
+		if main <= compactRev {
+			if _, ok := keep[Revision{main, sub}]; !ok {
+				continue
+			}
+		}
+		h.Write(it.Key()[1:])
+		h.Write(it.Value())
+	}
+	return h.Sum32(), cur, compactRev, it.Error()
+}
+
+// keepForHashLocked is the set of records at or below the compaction
+// revision that stay visible.
+func (s *Store) keepForHashLocked() map[Revision]struct{} {
+	if s.compactRev <= 0 {
+		return nil
+	}
+	keep := make(map[Revision]struct{})
+	s.ix.tree.Ascend(func(h *keyHistory) bool {
+		for _, g := range h.generations {
+			for _, r := range g.revs {
+				if r.Main <= s.compactRev {
+					keep[r] = struct{}{}
+				}
+			}
+		}
+		return true
+	})
+	return keep
+}
+
+// compactIndexLocked drops index history below atRev and records what
+// the physical compaction must keep.
+func (s *Store) compactIndexLocked(atRev int64) {
+	var empty [][]byte
+	s.ix.tree.Ascend(func(h *keyHistory) bool {
+		if h.compact(atRev, s.keep) {
+			empty = append(empty, h.key)
+		}
+		return true
+	})
+	for _, k := range empty {
+		s.ix.tree.Delete(&keyHistory{key: k})
+	}
+}
+
+// sortKVs orders kvs by key (used by tests and callers that merge).
+func sortKVs(kvs []*mvccpb.KeyValue) {
+	sort.Slice(kvs, func(i, j int) bool { return bytes.Compare(kvs[i].Key, kvs[j].Key) < 0 })
+}

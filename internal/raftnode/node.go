@@ -1,0 +1,341 @@
+// Package raftnode runs the Raft state machine of go.etcd.io/raft for one
+// member. It is the only package that imports raft.
+//
+// One goroutine owns the raft.Node's Ready loop. For every Ready, in order:
+//
+//  1. leader and read-index news are handed out (non-blocking);
+//  2. the hard state and new entries are written to pebble in one synced
+//     batch (storage.SaveRaft) and appended to the in-memory log raft reads;
+//  3. messages go to the transport (after the write: a member never
+//     promises what it has not persisted);
+//  4. committed entries are sent, in order, on Committed() to the apply
+//     loop; the loop does not wait for them to be applied;
+//  5. Advance.
+//
+// Ticks come from a ticker at the heartbeat interval. The apply loop calls
+// ApplyConfChange for configuration entries and MaybeSnapshot after it
+// applied, which compacts the in-memory and on-disk log.
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/internal/storage"
+)
+
+// Transport carries Raft messages to other members. A single member has
+// none to send; the cluster transport implements it.
+type Transport interface {
+	Send(msgs []*raftpb.Message)
+}
+
+// Config is what a Node needs.
+type Config struct {
+	ID             uint64
+	Peers          []raft.Peer // initial members, for a new cluster only
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+	SnapshotCount  uint64 // applied entries between Raft snapshots
+	CatchUpEntries uint64 // entries kept behind a snapshot for slow followers
+	Engine         *storage.Engine
+	Transport      Transport
+	Logger         *zap.Logger
+	// Applied is the applied index recovered from the state machine.
+	Applied uint64
+	// OnLeader is called from the Ready loop when the leader changes.
+	OnLeader func(lead uint64, isLeader bool)
+}
+
+// Committed is a run of committed entries for the apply loop.
+type Committed struct {
+	Entries []*raftpb.Entry
+}
+
+// Node is a running Raft member.
+type Node struct {
+	cfg      Config
+	node     raft.Node
+	mem      *raft.MemoryStorage
+	lg       *zap.Logger
+	commitC  chan Committed
+	readC    chan raft.ReadState
+	stopC    chan struct{}
+	doneC    chan struct{}
+	stopOnce sync.Once
+
+	lead     atomic.Uint64
+	term     atomic.Uint64
+	commit   atomic.Uint64
+	snapMu   sync.Mutex
+	snapshot uint64 // index of the last Raft snapshot
+
+	lastPersisted uint64
+	errMu         sync.Mutex
+	err           error
+}
+
+// ErrStopped is returned by calls on a stopped node.
+var ErrStopped = errors.New("raft: stopped")
+
+// Start restores the persisted Raft state (or bootstraps a new member with
+// cfg.Peers) and starts the Ready loop.
+func Start(cfg Config) (*Node, error) {
+	st, err := cfg.Engine.LoadRaft()
+	if err != nil {
+		return nil, err
+	}
+	mem := raft.NewMemoryStorage()
+	n := &Node{
+		cfg:     cfg,
+		mem:     mem,
+		lg:      cfg.Logger,
+		commitC: make(chan Committed, 128),
+		readC:   make(chan raft.ReadState, 64),
+		stopC:   make(chan struct{}),
+		doneC:   make(chan struct{}),
+	}
+	rc := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   mem,
+		Applied:                   cfg.Applied,
+		MaxSizePerMsg:             1 << 20,
+		MaxCommittedSizePerReady:  16 << 20,
+		MaxUncommittedEntriesSize: 1 << 30,
+		MaxInflightMsgs:           512,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		StepDownOnRemoval:         true,
+		Logger:                    raftLogger{cfg.Logger.Sugar()},
+	}
+	if st.Empty() {
+		if len(cfg.Peers) == 0 {
+			return nil, errors.New("raftnode: a new member needs its initial peers")
+		}
+		n.node = raft.StartNode(rc, cfg.Peers)
+	} else {
+		if st.Snapshot.GetIndex() > 0 {
+			if err := mem.ApplySnapshot(&raftpb.Snapshot{Metadata: st.Snapshot}); err != nil {
+				return nil, fmt.Errorf("restoring raft snapshot: %w", err)
+			}
+			n.snapshot = st.Snapshot.GetIndex()
+		}
+		if err := mem.SetHardState(st.HardState); err != nil {
+			return nil, err
+		}
+		if err := mem.Append(st.Entries); err != nil {
+			return nil, err
+		}
+		if len(st.Entries) > 0 {
+			n.lastPersisted = st.Entries[len(st.Entries)-1].GetIndex()
+		} else {
+			n.lastPersisted = st.Snapshot.GetIndex()
+		}
+		if cfg.Applied > 0 && cfg.Applied < st.Snapshot.GetIndex() {
+			return nil, fmt.Errorf("%w: applied index %d is behind the raft snapshot at %d", storage.ErrCorrupt, cfg.Applied, st.Snapshot.GetIndex())
+		}
+		if last := n.lastPersisted; cfg.Applied > last {
+			return nil, fmt.Errorf("%w: applied index %d is past the end of the raft log at %d", storage.ErrCorrupt, cfg.Applied, last)
+		}
+		n.node = raft.RestartNode(rc)
+	}
+	n.term.Store(st.HardState.GetTerm())
+	go n.run()
+	return n, nil
+}
+
+// Committed delivers committed entries in log order.
+func (n *Node) Committed() <-chan Committed { return n.commitC }
+
+// ReadStates delivers the answers to ReadIndex requests.
+func (n *Node) ReadStates() <-chan raft.ReadState { return n.readC }
+
+// Done is closed when the Ready loop has stopped.
+func (n *Node) Done() <-chan struct{} { return n.doneC }
+
+// Err is the error that stopped the loop, if any.
+func (n *Node) Err() error {
+	n.errMu.Lock()
+	defer n.errMu.Unlock()
+	return n.err
+}
+
+func (n *Node) fail(err error) {
+	n.errMu.Lock()
+	if n.err == nil {
+		n.err = err
+	}
+	n.errMu.Unlock()
+}
+
+func (n *Node) run() {
+	defer close(n.doneC)
+	defer close(n.commitC)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			n.node.Tick()
+		case rd := <-n.node.Ready():
+			if err := n.handle(rd); err != nil {
+				n.lg.Error("raft loop stopped", zap.Error(err))
+				n.fail(err)
+				n.node.Stop()
+				return
+			}
+			n.node.Advance()
+		case <-n.stopC:
+			n.node.Stop()
+			return
+		}
+	}
+}
+
+func (n *Node) handle(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		old := n.lead.Swap(rd.SoftState.Lead)
+		if old != rd.SoftState.Lead && n.cfg.OnLeader != nil {
+			n.cfg.OnLeader(rd.SoftState.Lead, rd.SoftState.RaftState == raft.StateLeader)
+		}
+	}
+	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+		n.term.Store(rd.HardState.GetTerm())
+		n.commit.Store(rd.HardState.GetCommit())
+	}
+	for _, rs := range rd.ReadStates {
+		select {
+		case n.readC <- rs:
+		default:
+			// Nobody is waiting; the read-index loop retries.
+		}
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		return errors.New("raftnode: receiving a snapshot from a leader is not supported by a single member")
+	}
+	if err := n.cfg.Engine.SaveRaft(rd.HardState, rd.Entries, n.lastPersisted); err != nil {
+		return fmt.Errorf("persisting raft entries: %w", err)
+	}
+	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+		if err := n.mem.SetHardState(rd.HardState); err != nil {
+			return err
+		}
+	}
+	if len(rd.Entries) > 0 {
+		if err := n.mem.Append(rd.Entries); err != nil {
+			return err
+		}
+		n.lastPersisted = rd.Entries[len(rd.Entries)-1].GetIndex()
+	}
+	if n.cfg.Transport != nil && len(rd.Messages) > 0 {
+		n.cfg.Transport.Send(rd.Messages)
+	}
+	if len(rd.CommittedEntries) > 0 {
+		select {
+		case n.commitC <- Committed{Entries: rd.CommittedEntries}:
+		case <-n.stopC:
+		}
+	}
+	return nil
+}
+
+// Propose proposes data as a normal entry.
+func (n *Node) Propose(ctx context.Context, data []byte) error {
+	return n.node.Propose(ctx, data)
+}
+
+// ReadIndex asks for the commit index that a linearizable read must wait
+// for; the answer arrives on ReadStates with the same rctx.
+func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
+	return n.node.ReadIndex(ctx, rctx)
+}
+
+// ApplyConfChange applies a committed configuration change to Raft.
+func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
+	return n.node.ApplyConfChange(cc)
+}
+
+// TransferLeadership asks the leader to hand over to transferee.
+func (n *Node) TransferLeadership(ctx context.Context, lead, transferee uint64) {
+	n.node.TransferLeadership(ctx, lead, transferee)
+}
+
+// Status is Raft's view of this member.
+func (n *Node) Status() raft.Status { return n.node.Status() }
+
+// Lead is the current leader's ID, 0 if none is known.
+func (n *Node) Lead() uint64 { return n.lead.Load() }
+
+// Term is the current term.
+func (n *Node) Term() uint64 { return n.term.Load() }
+
+// CommitIndex is the last known commit index.
+func (n *Node) CommitIndex() uint64 { return n.commit.Load() }
+
+// ID is this member's Raft ID.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// MaybeSnapshot takes a Raft snapshot at applied when SnapshotCount entries
+// were applied since the last one, and drops the log before
+// applied-CatchUpEntries. The state machine holds everything up to applied.
+func (n *Node) MaybeSnapshot(applied uint64, cs *raftpb.ConfState) error {
+	n.snapMu.Lock()
+	defer n.snapMu.Unlock()
+	if applied <= n.snapshot || applied-n.snapshot < n.cfg.SnapshotCount {
+		return nil
+	}
+	snap, err := n.mem.CreateSnapshot(applied, cs, nil)
+	if err != nil {
+		if errors.Is(err, raft.ErrSnapOutOfDate) {
+			return nil
+		}
+		return err
+	}
+	compact := uint64(1)
+	if applied > n.cfg.CatchUpEntries {
+		compact = applied - n.cfg.CatchUpEntries
+	}
+	if err := n.cfg.Engine.SaveSnapshot(snap.GetMetadata(), compact); err != nil {
+		return err
+	}
+	if compact > 1 {
+		if err := n.mem.Compact(compact); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return err
+		}
+	}
+	n.snapshot = applied
+	n.lg.Info("saved snapshot", zap.Uint64("snapshot-index", applied), zap.Uint64("compact-index", compact))
+	return nil
+}
+
+// Stop stops the Ready loop and waits for it.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() { close(n.stopC) })
+	<-n.doneC
+}
+
+type raftLogger struct{ s *zap.SugaredLogger }
+
+func (l raftLogger) Debug(v ...interface{})                   { l.s.Debug(v...) }
+func (l raftLogger) Debugf(format string, v ...interface{})   { l.s.Debugf(format, v...) }
+func (l raftLogger) Error(v ...interface{})                   { l.s.Error(v...) }
+func (l raftLogger) Errorf(format string, v ...interface{})   { l.s.Errorf(format, v...) }
+func (l raftLogger) Info(v ...interface{})                    { l.s.Info(v...) }
+func (l raftLogger) Infof(format string, v ...interface{})    { l.s.Infof(format, v...) }
+func (l raftLogger) Warning(v ...interface{})                 { l.s.Warn(v...) }
+func (l raftLogger) Warningf(format string, v ...interface{}) { l.s.Warnf(format, v...) }
+func (l raftLogger) Fatal(v ...interface{})                   { l.s.Fatal(v...) }
+func (l raftLogger) Fatalf(format string, v ...interface{})   { l.s.Fatalf(format, v...) }
+func (l raftLogger) Panic(v ...interface{})                   { l.s.Panic(v...) }
+func (l raftLogger) Panicf(format string, v ...interface{})   { l.s.Panicf(format, v...) }

@@ -1,0 +1,215 @@
+// Package storage is cairn's only store: one pebble database per member holds
+// the Raft log, the Raft hard state and snapshot metadata, and the state
+// machine (MVCC key revisions, leases, alarms, members, applied index).
+//
+// Key layout (the first byte is the namespace):
+//
+//	0x01 'h'                    raftpb.HardState
+//	0x01 's'                    raftpb.SnapshotMetadata of the last Raft snapshot
+//	0x01 'e' <index:8 BE>       raftpb.Entry (the Raft log)
+//	0x02 <name>                 state-machine metadata (applied index, compaction
+//	                            revisions, conf state, cluster identity)
+//	0x03 <main:8 BE> '_' <sub:8 BE> [ 't' ]
+//	                            mvccpb.KeyValue at that revision; the trailing 't'
+//	                            marks a deletion (the same revision key etcd uses)
+//	0x04 <id:8 BE>              lease record (etcd's leasepb.Lease encoding)
+//	0x05 <member:8 BE><type:4>  raised alarm
+//	0x06 <member id:8 BE>       member record (JSON)
+//
+// Durability contract:
+//   - SaveRaft writes the hard state and new log entries in one batch with
+//     Sync; nothing in a Ready is acknowledged before it returns.
+//   - The apply loop writes the state produced by a run of entries together
+//     with the applied index in one batch (NoSync). Every Raft batch after it
+//     is synced through the same write-ahead log, so an applied index that
+//     survives a crash always comes with the state it describes; entries after
+//     it are replayed from the synced Raft log.
+//   - The Raft log is truncated only below an index whose state was made
+//     durable (TruncateLog syncs first).
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Namespaces, the first byte of every key.
+const (
+	nsRaft   byte = 0x01
+	nsMeta   byte = 0x02
+	nsKV     byte = 0x03
+	nsLease  byte = 0x04
+	nsAlarm  byte = 0x05
+	nsMember byte = 0x06
+)
+
+var (
+	keyHardState = []byte{nsRaft, 'h'}
+	keySnapMeta  = []byte{nsRaft, 's'}
+	prefixEntry  = []byte{nsRaft, 'e'}
+)
+
+// ErrLocked is returned by Open when another process holds the data dir.
+var ErrLocked = errors.New("data dir is in use by another process")
+
+// ErrCorrupt wraps every error that means the files on disk cannot be trusted.
+var ErrCorrupt = errors.New("data dir is corrupt")
+
+// Engine is the member's pebble database.
+type Engine struct {
+	db  *pebble.DB
+	dir string
+}
+
+// Options tune the engine. The zero value is the production setting.
+type Options struct {
+	// FS replaces the operating system's file system (crash tests).
+	FS vfs.FS
+	// CacheBytes is the block cache size; 0 means 32 MiB.
+	CacheBytes int64
+}
+
+// Open opens (creating if needed) the engine in dir.
+func Open(dir string, o Options) (*Engine, error) {
+	fs := o.FS
+	if fs == nil {
+		fs = vfs.Default
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("cannot create data dir %q: %w", dir, err)
+		}
+		if err := checkWritable(dir); err != nil {
+			return nil, err
+		}
+	} else if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create data dir %q: %w", dir, err)
+	}
+	cacheBytes := o.CacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = 32 << 20
+	}
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{
+		FS:                          fs,
+		Cache:                       cache,
+		MemTableSize:                32 << 20,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       1000,
+		LBaseMaxBytes:               64 << 20,
+		MaxOpenFiles:                1000,
+		Logger:                      quietLogger{},
+		FormatMajorVersion:          pebble.FormatNewest,
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, classifyOpenError(dir, err)
+	}
+	return &Engine{db: db, dir: dir}, nil
+}
+
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("data dir %q is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func classifyOpenError(dir string, err error) error {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) ||
+		strings.Contains(msg, "lock held") || strings.Contains(msg, "resource temporarily unavailable"):
+		return fmt.Errorf("%w: %s (%v)", ErrLocked, dir, err)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("data dir %q is not writable: %w", dir, err)
+	default:
+		return fmt.Errorf("%w: cannot open %s: %v", ErrCorrupt, filepath.Clean(dir), err)
+	}
+}
+
+// DB exposes the pebble database to the packages that own a namespace
+// (mvcc, apply). They must only touch their own namespace.
+func (e *Engine) DB() *pebble.DB { return e.db }
+
+// Dir is the engine's directory.
+func (e *Engine) Dir() string { return e.dir }
+
+// Close closes the database.
+func (e *Engine) Close() error { return e.db.Close() }
+
+// Sync makes every batch committed so far durable.
+func (e *Engine) Sync() error {
+	b := e.db.NewBatch()
+	defer b.Close()
+	if err := b.LogData([]byte("sync"), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
+}
+
+// Size is the database's total size on disk, in bytes.
+func (e *Engine) Size() int64 { return int64(e.db.Metrics().DiskSpaceUsage()) }
+
+// SizeInUse estimates the bytes holding live data (without obsolete
+// versions still awaiting background compaction).
+func (e *Engine) SizeInUse() int64 {
+	n, err := e.db.EstimateDiskUsage([]byte{0x00}, []byte{0xff})
+	if err != nil {
+		return e.Size()
+	}
+	return int64(n)
+}
+
+// u64 encodes v big-endian.
+func u64(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}
+
+func withPrefix(p []byte, rest ...[]byte) []byte {
+	n := len(p)
+	for _, r := range rest {
+		n += len(r)
+	}
+	k := make([]byte, 0, n)
+	k = append(k, p...)
+	for _, r := range rest {
+		k = append(k, r...)
+	}
+	return k
+}
+
+// get returns a copy of the value of key, or nil, false.
+func get(r pebble.Reader, key []byte) ([]byte, bool, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, true, nil
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{})  {}
+func (quietLogger) Errorf(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
+}
