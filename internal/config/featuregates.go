@@ -114,7 +114,13 @@ func (g *gateList) String() string {
 // then the gates named in --feature-gates. A gate set both by an
 // experimental flag and by --feature-gates is an error, as in etcd 3.6.
 func resolveGates(explicit, fromFlags map[string]bool, flagOf map[string]string) (map[string]bool, error) {
-	for gate, v := range fromFlags {
+	flagged := make([]string, 0, len(fromFlags))
+	for gate := range fromFlags {
+		flagged = append(flagged, gate)
+	}
+	sort.Strings(flagged)
+	for _, gate := range flagged {
+		v := fromFlags[gate]
 		if fv, ok := explicit[gate]; ok {
 			return nil, fmt.Errorf("cannot specify both flags: --%s=%v and --feature-gates=%s=%v at the same time, please just use --feature-gates=%s=%v",
 				flagOf[gate], v, gate, fv, gate, fv)

@@ -561,7 +561,7 @@ func TestConfigFileSample(t *testing.T) {
 		t.Run(src.name, func(t *testing.T) {
 			c := mustParse(t, src.args, src.env)
 			checks := []struct {
-				what     string
+				what      string
 				got, want any
 			}{
 				{"name", c.Name, "infra0"},
@@ -650,7 +650,9 @@ func TestConfigFile(t *testing.T) {
 		{name: "listen client keeps default advertise", file: "listen-client-urls: http://0.0.0.0:2379\n",
 			check: func(c *Config) bool { return urlsString(c.AdvertiseClientURLs) == DefaultAdvertiseClientURL }},
 		{name: "feature gates as a map", file: "feature-gates:\n  CompactHashCheck: true\n  FastLeaseKeepAlive: false\n",
-			check: func(c *Config) bool { return c.FeatureGates["CompactHashCheck"] && !c.FeatureGates["FastLeaseKeepAlive"] }},
+			check: func(c *Config) bool {
+				return c.FeatureGates["CompactHashCheck"] && !c.FeatureGates["FastLeaseKeepAlive"]
+			}},
 		{name: "numbers as strings", file: "snapshot-count: '42'\nauto-compaction-retention: 5\n",
 			check: func(c *Config) bool { return c.SnapshotCount == 42 && c.AutoCompactionRetention == "5" }},
 		{name: "experimental gate", file: "experimental-initial-corrupt-check: true\n",

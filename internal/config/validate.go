@@ -181,6 +181,7 @@ func (c *Config) InitialClusterMembers() (map[string][]url.URL, error) {
 			continue
 		}
 		name, u, _ := strings.Cut(item, "=")
+		name = strings.TrimSpace(name)
 		byName[name] = append(byName[name], u)
 	}
 	out := make(map[string][]url.URL, len(byName))
