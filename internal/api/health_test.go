@@ -17,12 +17,12 @@ import (
 // fakeHealth is a HealthSource in a fixed state. It records the deadline the
 // reads were given.
 type fakeHealth struct {
-	leader        bool
-	learner       bool
-	alarms        []pb.AlarmType
-	linearizable  error
-	serializable  error
-	reads         []string
+	leader       bool
+	learner      bool
+	alarms       []pb.AlarmType
+	linearizable error
+	serializable error
+	reads        []string
 	readDeadline bool
 }
 
