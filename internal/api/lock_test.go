@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -274,5 +276,20 @@ func testLock(t *testing.T, e *refEtcd) {
 	}
 	if r, err := e.client.Get(ctx, string(c.Key)); err != nil || r.Count != 0 {
 		t.Errorf("lock key after revoke: %v %v", r, err)
+	}
+}
+
+func TestForwardCallerMetadata(t *testing.T) {
+	in := metadata.Pairs("token", "t1", "authorization", "a1", "hasleader", "true", "user-agent", "x", "other", "y")
+	ctx := forwardCallerMetadata(metadata.NewIncomingContext(context.Background(), in))
+	out, _ := metadata.FromOutgoingContext(ctx)
+	want := metadata.Pairs("token", "t1", "authorization", "a1", "hasleader", "true")
+	if !reflect.DeepEqual(out, want) {
+		t.Errorf("outgoing metadata = %v, want %v", out, want)
+	}
+	// Nothing to forward: the context is unchanged.
+	plain := metadata.NewIncomingContext(context.Background(), metadata.Pairs("other", "y"))
+	if got := forwardCallerMetadata(plain); got != plain {
+		t.Error("context changed with nothing to forward")
 	}
 }
