@@ -100,8 +100,8 @@ func (w *Writer) PutLease(l Lease) error {
 	return w.put(bucketLease, l.key(), l.marshal())
 }
 
-// PutMember stores a cluster member. etcd's restore replaces the members with
-// the new cluster's; cairn's restore does the same.
+// PutMember stores a cluster member. A restore drops the recorded members and
+// writes those of the new cluster, so they document the source cluster.
 func (w *Writer) PutMember(m Member) error {
 	if m.ID == 0 {
 		return errors.New("snapshot: member ID 0")
