@@ -42,11 +42,11 @@
 //	now + (checkpointed remaining TTL, or the full TTL when none) + extend
 //
 // and Demote forgets all expiries. A lease is expired once now >= expiry.
-// Expired keeps reporting a lease on every call until it is revoked, renewed
-// on this primary, or given a new expiry by a Checkpoint or Promote, so a
+// Renew refuses an expired lease (ErrLeaseExpired): its revoke may already be
+// in the log. Expired keeps reporting a lease on every call until it is
+// revoked or given a new expiry by a Checkpoint, Restore or Promote, so a
 // revoke proposal that was lost is proposed again on the next poll; the apply
-// loop must therefore tolerate ErrLeaseNotFound from Revoke. Renew refuses an
-// expired lease (ErrLeaseExpired): its revoke may already be in the log.
+// loop must therefore tolerate ErrLeaseNotFound from Revoke.
 //
 // # Checkpoints
 //
@@ -57,7 +57,8 @@
 //
 // With a CheckpointInterval > 0, the primary schedules every lease whose TTL
 // exceeds the interval for a checkpoint one interval after Grant or Promote
-// and then once per interval. When a lease is due, Checkpoints reports
+// and then once per interval (a corrective checkpoint, below, restarts the
+// cycle). When a lease is due, Checkpoints reports
 // ceil(expiry-now) in seconds (0 if that is the full TTL), unless the record
 // already holds that value. Leases with a TTL of at most one interval are
 // never checkpointed: the full TTL already overstates their remaining time by

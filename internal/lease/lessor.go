@@ -395,9 +395,9 @@ func (l *Lessor) Renew(id ID) (ttl int64, resetCheckpoint bool, err error) {
 
 // Expired returns, on the primary, up to limit leases whose expiry has
 // passed, earliest expiry first (ties by ID). A lease keeps being returned
-// until it is revoked or its expiry moves (Renew, Checkpoint, Promote); the
-// caller proposes a revoke for each and may propose one twice. Returns nil on
-// a non-primary or when limit <= 0.
+// until it is revoked or its expiry moves (Checkpoint, Restore, Promote; Renew
+// refuses it); the caller proposes a revoke for each and may propose one
+// twice. Returns nil on a non-primary or when limit <= 0.
 func (l *Lessor) Expired(limit int) []ID {
 	l.mu.Lock()
 	defer l.mu.Unlock()
