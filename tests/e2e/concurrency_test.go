@@ -101,7 +101,9 @@ func TestElectEtcdctl(t *testing.T) {
 	leaderRE := regexp.MustCompile(`^(el/[0-9a-f]+)\np1\n$`)
 
 	e1 := m.StartCtl(t, "elect", "el", "p1")
-	out := e1.WaitStdout("leadership", func(s string) bool { return len(s) > 0 && s[len(s)-1] == '\n' && regexp.MustCompile(`\n.*\n`).MatchString(s) })
+	out := e1.WaitStdout("leadership", func(s string) bool {
+		return len(s) > 0 && s[len(s)-1] == '\n' && regexp.MustCompile(`\n.*\n`).MatchString(s)
+	})
 	g := leaderRE.FindStringSubmatch(out)
 	if g == nil {
 		t.Fatalf("first campaigner printed %q, want its key and p1", out)

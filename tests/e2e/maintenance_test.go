@@ -173,7 +173,7 @@ func TestSnapshot(t *testing.T) {
 		mustPut(t, cli, fmt.Sprintf("snap/%02d", i), fmt.Sprintf("value-%d", i)) // revs 2..11
 	}
 	mustPut(t, cli, "snap/leased", "l", clientv3.WithLease(lease.ID)) // rev 12
-	mustDel(t, cli, "snap/00")                                       // rev 13
+	mustDel(t, cli, "snap/00")                                        // rev 13
 	if _, err := cli.Compact(tctx(t), 5); err != nil {
 		t.Fatal(err)
 	}

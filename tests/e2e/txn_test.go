@@ -70,7 +70,7 @@ func TestTxnEtcdctl(t *testing.T) {
 	// A missing key compares as create/mod/version 0, but a value compare
 	// on a missing key is always false (a missing value is not "").
 	m.ExpectCtlIn(t, txnInput([]string{`create("nokey") = "0"`, `version("nokey") = "0"`, `mod("nokey") = "0"`}, []string{"put nokey 1"}, nil), "SUCCESS\n\nOK\n", "txn") // rev 6
-	m.ExpectCtlIn(t, txnInput([]string{`value("missing") = ""`}, nil, []string{"del nokey"}), "FAILURE\n\n1\n", "txn")                                               // rev 7
+	m.ExpectCtlIn(t, txnInput([]string{`value("missing") = ""`}, nil, []string{"del nokey"}), "FAILURE\n\n1\n", "txn")                                                    // rev 7
 
 	// Errors.
 	m.ExpectCtlErrorIn(t, txnInput(nil, []string{"put d 1", "put d 2"}, nil), "etcdserver: duplicate key given in txn request", "txn")
