@@ -73,7 +73,12 @@ func TestLockEtcdctl(t *testing.T) {
 		}
 
 		b := m.StartCtl(t, "lock", "c", "--", "echo", "b has it")
-		waitFor(t, waitTimeout, "the second contender's key", func() bool { return len(keysUnder(t, cli, "c/")) == 2 })
+		waitFor(t, waitTimeout, "the second contender's key", func() bool {
+			if b.Exited() {
+				t.Fatalf("second contender exited while waiting: %v\nstderr:\n%s", b.Wait(), b.Stderr())
+			}
+			return len(keysUnder(t, cli, "c/")) == 2
+		})
 		keys := keysUnder(t, cli, "c/")
 		if keys[0]+"\n\n" != aOut {
 			t.Errorf("oldest lock key %q, holder printed %q", keys[0], aOut)
@@ -126,7 +131,12 @@ func TestElectEtcdctl(t *testing.T) {
 	}
 
 	e2 := m.StartCtl(t, "elect", "el", "p2")
-	waitFor(t, waitTimeout, "the second campaigner's key", func() bool { return len(keysUnder(t, cli, "el/")) == 2 })
+	waitFor(t, waitTimeout, "the second campaigner's key", func() bool {
+		if e2.Exited() {
+			t.Fatalf("second campaigner exited while waiting: %v\nstderr:\n%s", e2.Wait(), e2.Stderr())
+		}
+		return len(keysUnder(t, cli, "el/")) == 2
+	})
 	k2 := keysUnder(t, cli, "el/")[1]
 	if e2.Stdout() != "" {
 		t.Fatalf("second campaigner elected while the first leads: %q", e2.Stdout())

@@ -53,7 +53,7 @@ func TestEndpointEtcdctl(t *testing.T) {
 		// endpoint, id, version, db size, is leader, is learner, raft term,
 		// raft index, raft applied index, errors (none: empty, with the
 		// trailing ", ").
-		re := regexp.MustCompile(fmt.Sprintf(`^%s, %x, (%s), (\d+ [kMG]?B), true, false, (\d+), (\d+), (\d+), \n$`,
+		re := regexp.MustCompile(fmt.Sprintf(`^%s, %x, (%s), ([\d.]+ [kMG]?B), true, false, (\d+), (\d+), (\d+), \n$`,
 			regexp.QuoteMeta(m.ClientURL), m.MemberID, versionRE))
 		out := m.Ctl(t, "endpoint", "status")
 		if !re.MatchString(out) {

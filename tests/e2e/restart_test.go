@@ -41,8 +41,9 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// No subtests: Stop, Kill and Restart report to the member's test.
 	for _, how := range []string{"stop", "kill"} {
-		t.Run(how, func(t *testing.T) {
+		func() {
 			if how == "stop" {
 				m.Stop()
 			} else {
@@ -55,12 +56,12 @@ func TestRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			if after.Header.Revision != 9 || len(after.Kvs) != len(before.Kvs) {
-				t.Fatalf("after restart: revision %d, %d keys; before: revision %d, %d keys",
+				t.Fatalf("after %s+restart: revision %d, %d keys; before: revision %d, %d keys", how,
 					after.Header.Revision, len(after.Kvs), before.Header.Revision, len(before.Kvs))
 			}
 			for i := range after.Kvs {
 				if a, b := kvString(after.Kvs[i]), kvString(before.Kvs[i]); a != b {
-					t.Errorf("kv changed by restart:\n before %v\n after  %v", b, a)
+					t.Errorf("kv changed by %s+restart:\n before %v\n after  %v", how, b, a)
 				}
 			}
 			h, err := cli.HashKV(c, m.ClientURL, 0)
@@ -68,21 +69,21 @@ func TestRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			if h.Hash != hashBefore.Hash || h.CompactRevision != 4 {
-				t.Errorf("hashkv after restart: hash %d compact %d; before %d compact %d", h.Hash, h.CompactRevision, hashBefore.Hash, hashBefore.CompactRevision)
+				t.Errorf("hashkv after %s+restart: hash %d compact %d; before %d compact %d", how, h.Hash, h.CompactRevision, hashBefore.Hash, hashBefore.CompactRevision)
 			}
 			// The compaction survived, and the history after it.
 			_, err = cli.Get(c, "r/k", clientv3.WithRev(3))
 			expectRPCError(t, err, rpctypes.ErrCompacted, codes.OutOfRange)
 			if r, err := cli.Get(c, "r/gone", clientv3.WithRev(8)); err != nil || len(r.Kvs) != 1 {
-				t.Errorf("history at revision 8 after restart: %v %v", r, err)
+				t.Errorf("history at revision 8 after %s+restart: %v %v", how, r, err)
 			}
 			// The lease survived with its keys; its remaining TTL may have
 			// been reset but never beyond the granted TTL.
 			ttl, err := cli.TimeToLive(c, lease.ID, clientv3.WithAttachedKeys())
 			if err != nil || ttl.TTL <= 0 || ttl.TTL > 600 || ttl.GrantedTTL != 600 || len(ttl.Keys) != 1 {
-				t.Errorf("lease after restart: %+v %v", ttl, err)
+				t.Errorf("lease after %s+restart: %+v %v", how, ttl, err)
 			}
-		})
+		}()
 	}
 
 	// Revisions continue.
