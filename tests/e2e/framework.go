@@ -305,6 +305,9 @@ func (m *Member) start() error {
 
 	err := m.waitReady(p)
 	if err == nil {
+		err = m.waitReadyLog(p, mark)
+	}
+	if err == nil {
 		return nil
 	}
 	m.terminate(p, syscall.SIGKILL)
@@ -339,6 +342,30 @@ func (m *Member) waitReady(p *process) error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready after %v: last Get error: %v", startTimeout, lastErr)
+		}
+	}
+}
+
+// readyLog is the line operators (and scripts) wait for; cairn logs it as
+// etcd does.
+const readyLog = "ready to serve client requests"
+
+// waitReadyLog waits until this run of the server has logged readyLog. The
+// server is already serving, so this should be immediate.
+func (m *Member) waitReadyLog(p *process, mark int) error {
+	deadline := time.NewTimer(waitTimeout)
+	defer deadline.Stop()
+	for {
+		out, changed := m.log.snapshot()
+		if strings.Contains(out[mark:], readyLog) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-p.exited:
+			return fmt.Errorf("server exited: %v", p.err)
+		case <-deadline.C:
+			return fmt.Errorf("serving, but no %q in the log after %v", readyLog, waitTimeout)
 		}
 	}
 }

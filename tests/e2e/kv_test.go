@@ -50,6 +50,7 @@ func TestKVEtcdctl(t *testing.T) {
 
 	t.Run("get", func(t *testing.T) {
 		m.ExpectCtl(t, "key1\nval5\n", "get", "key1")
+		m.ExpectCtl(t, "key1\nval5\n", "get", "key1", "--consistency=s")
 		m.ExpectCtl(t, "", "get", "missing")
 		m.ExpectCtl(t, simpleKVs("key1", "val5", "key2", "val1", "key3", "val0"), "get", "key", "--prefix")
 		// A range end argument: [key1, key3).

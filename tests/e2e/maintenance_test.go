@@ -133,6 +133,19 @@ func TestEndpointEtcdctl(t *testing.T) {
 		if h2.HashKV.Hash == h1.HashKV.Hash || h2.HashKV.Header.Revision != 5 {
 			t.Errorf("hash after a write: %+v (before %d)", h2, h1.HashKV.Hash)
 		}
+		// etcd 3.7 (so cairn) also says which revision it hashed; 3.4
+		// has no such field.
+		hr, err := cli.HashKV(tctx(t), m.ClientURL, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantHashRev := hr.Header.Revision
+		if Kind() == KindEtcd {
+			wantHashRev = 0
+		}
+		if hr.HashRevision != wantHashRev || hr.Hash != h2.HashKV.Hash {
+			t.Errorf("HashKV via client: hash %d hash_revision %d; want %d, %d", hr.Hash, hr.HashRevision, h2.HashKV.Hash, wantHashRev)
+		}
 		// The hash at a revision does not depend on later writes.
 		if h := hash("--rev", "4"); h.HashKV.Hash != h1.HashKV.Hash {
 			t.Errorf("hashkv --rev 4 = %d, hash at revision 4 was %d", h.HashKV.Hash, h1.HashKV.Hash)
