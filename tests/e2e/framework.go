@@ -142,6 +142,10 @@ type MemberConfig struct {
 	Kind    ServerKind // Kind() if empty
 	DataDir string     // an existing data dir to start from; a fresh one in t.TempDir() if empty
 	Flags   []string   // extra server flags, etcd spelling, e.g. "--max-txn-ops=4"
+	Env     []string   // extra environment, e.g. "ETCD_MAX_TXN_OPS=4"
+	// FlagsAsEnv passes every flag (the harness's and Flags) as its ETCD_*
+	// environment variable instead, leaving the command line empty.
+	FlagsAsEnv bool
 }
 
 // Member is one server process on loopback. Its methods are safe to call
@@ -221,6 +225,57 @@ func StartMember(t testing.TB, cfg MemberConfig) *Member {
 	}
 }
 
+// ExpectStartFailure starts a server with cfg and checks that it exits with
+// a non-zero status, without ever serving, and that its output contains
+// every string in want. It returns the output.
+func ExpectStartFailure(t testing.TB, cfg MemberConfig, want ...string) string {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "m0"
+	}
+	if cfg.Kind == "" {
+		cfg.Kind = Kind()
+	}
+	m := &Member{t: t, cfg: cfg, log: newNotifyBuffer(), bin: cairnBinary, dataDir: cfg.DataDir}
+	if cfg.Kind == KindEtcd {
+		m.bin = etcdBinary
+	}
+	if m.dataDir == "" {
+		m.dataDir = filepath.Join(t.TempDir(), cfg.Name+".data")
+	}
+	m.pickPorts()
+	args, env := m.command()
+	cmd := exec.Command(m.bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = m.log, m.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		out := m.log.String()
+		if err == nil {
+			t.Errorf("%s %q exited 0, want a failure\n%s", m.bin, args, out)
+		}
+		if strings.Contains(out, readyLog) {
+			t.Errorf("%s %q served before failing\n%s", m.bin, args, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s %q: output lacks %q\n%s", m.bin, args, w, out)
+			}
+		}
+		return out
+	case <-time.After(startTimeout):
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("%s %q still running after %v, want a start failure\n%s", m.bin, args, startTimeout, m.log)
+		return ""
+	}
+}
+
 func (m *Member) pickPorts() {
 	m.ClientURL = "http://" + freeLoopbackAddr(m.t)
 	m.PeerURL = "http://" + freeLoopbackAddr(m.t)
@@ -268,6 +323,24 @@ func (m *Member) args() []string {
 	return append(args, m.cfg.Flags...)
 }
 
+// command returns the server's arguments and environment.
+func (m *Member) command() (args, env []string) {
+	args, env = m.args(), append(cleanEnv(), m.cfg.Env...)
+	if m.cfg.FlagsAsEnv {
+		for _, a := range args {
+			env = append(env, flagToEnv(a))
+		}
+		args = nil
+	}
+	return args, env
+}
+
+// flagToEnv turns "--max-txn-ops=4" into "ETCD_MAX_TXN_OPS=4".
+func flagToEnv(flag string) string {
+	name, value, _ := strings.Cut(strings.TrimLeft(flag, "-"), "=")
+	return "ETCD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "=" + value
+}
+
 // errBind marks a start that failed because a port was taken.
 var errBind = errors.New("address already in use")
 
@@ -285,10 +358,11 @@ func (m *Member) start() error {
 	}
 	m.mu.Unlock()
 
-	fmt.Fprintf(m.log, "\n=== e2e: starting %s %s\n", m.bin, strings.Join(m.args(), " "))
+	fmt.Fprintf(m.log, "\n=== e2e: starting %s %s (env as flags: %v, extra env: %q)\n", m.bin, strings.Join(m.args(), " "), m.cfg.FlagsAsEnv, m.cfg.Env)
 	mark := m.log.Len()
-	cmd := exec.Command(m.bin, m.args()...)
-	cmd.Env = cleanEnv()
+	args, env := m.command()
+	cmd := exec.Command(m.bin, args...)
+	cmd.Env = env
 	cmd.Stdout = m.log
 	cmd.Stderr = m.log
 	if err := cmd.Start(); err != nil {
