@@ -72,35 +72,34 @@ func TestCompactionClient(t *testing.T) {
 	t.Parallel()
 	m := StartMember(t, MemberConfig{})
 	cli := m.Client()
-	c := tctx(t)
 	for i := 1; i <= 5; i++ {
 		mustPut(t, cli, "k", fmt.Sprint(i)) // revs 2..6
 	}
-	if _, err := cli.Compact(c, 4); err != nil {
+	if _, err := cli.Compact(tctx(t), 4); err != nil {
 		t.Fatal(err)
 	}
-	_, err := cli.Get(c, "k", clientv3.WithRev(3))
+	_, err := cli.Get(tctx(t), "k", clientv3.WithRev(3))
 	expectRPCError(t, err, rpctypes.ErrCompacted, codes.OutOfRange)
-	_, err = cli.Get(c, "k", clientv3.WithRev(7))
+	_, err = cli.Get(tctx(t), "k", clientv3.WithRev(7))
 	expectRPCError(t, err, rpctypes.ErrFutureRev, codes.OutOfRange)
-	_, err = cli.Compact(c, 4)
+	_, err = cli.Compact(tctx(t), 4)
 	expectRPCError(t, err, rpctypes.ErrCompacted, codes.OutOfRange)
-	_, err = cli.Compact(c, 7)
+	_, err = cli.Compact(tctx(t), 7)
 	expectRPCError(t, err, rpctypes.ErrFutureRev, codes.OutOfRange)
 	// The same errors inside a txn.
-	_, err = cli.Txn(c).Then(clientv3.OpGet("k", clientv3.WithRev(2))).Commit()
+	_, err = cli.Txn(tctx(t)).Then(clientv3.OpGet("k", clientv3.WithRev(2))).Commit()
 	expectRPCError(t, err, rpctypes.ErrCompacted, codes.OutOfRange)
 
-	if r, err := cli.Get(c, "k", clientv3.WithRev(4)); err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "3" {
+	if r, err := cli.Get(tctx(t), "k", clientv3.WithRev(4)); err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "3" {
 		t.Errorf("get at the compaction revision: %+v %v", r, err)
 	}
-	if _, err := cli.Compact(c, 5, clientv3.WithCompactPhysical()); err != nil {
+	if _, err := cli.Compact(tctx(t), 5, clientv3.WithCompactPhysical()); err != nil {
 		t.Fatal(err)
 	}
 
 	// A watch from before the compaction gets one canceled response that
 	// names the compaction revision.
-	wch := cli.Watch(c, "k", clientv3.WithRev(2))
+	wch := cli.Watch(tctx(t), "k", clientv3.WithRev(2))
 	r := nextResponse(t, wch)
 	if !r.Canceled || r.CompactRevision != 5 || len(r.Events) != 0 {
 		t.Errorf("watch from compacted revision: canceled %v, compact revision %d, %d events; want true, 5, 0", r.Canceled, r.CompactRevision, len(r.Events))
@@ -110,7 +109,7 @@ func TestCompactionClient(t *testing.T) {
 	}
 	// From the compaction revision itself the watch works: the latest
 	// event at or after it is replayed.
-	wch = cli.Watch(c, "k", clientv3.WithRev(5))
+	wch = cli.Watch(tctx(t), "k", clientv3.WithRev(5))
 	var evs []*clientv3.Event
 	for len(evs) < 2 {
 		r = nextResponse(t, wch)

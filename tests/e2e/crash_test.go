@@ -116,14 +116,13 @@ func TestCrashUnderLoad(t *testing.T) {
 		t.Logf("round %d: killed after %d acknowledged writes", round, total.Load())
 
 		m.Restart()
-		c := tctx(t)
 
 		for w, l := range logs {
 			for _, rev := range l.acked {
 				maxSeen = max(maxSeen, rev)
 			}
 			if w < putWriters {
-				r, err := cli.Get(c, fmt.Sprintf("crash/%d/put%d/", round, w), clientv3.WithPrefix())
+				r, err := cli.Get(tctx(t), fmt.Sprintf("crash/%d/put%d/", round, w), clientv3.WithPrefix())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -133,11 +132,11 @@ func TestCrashUnderLoad(t *testing.T) {
 				}
 				continue
 			}
-			ra, err := cli.Get(c, fmt.Sprintf("crash/%d/txn/a/", round), clientv3.WithPrefix())
+			ra, err := cli.Get(tctx(t), fmt.Sprintf("crash/%d/txn/a/", round), clientv3.WithPrefix())
 			if err != nil {
 				t.Fatal(err)
 			}
-			rb, err := cli.Get(c, fmt.Sprintf("crash/%d/txn/b/", round), clientv3.WithPrefix())
+			rb, err := cli.Get(tctx(t), fmt.Sprintf("crash/%d/txn/b/", round), clientv3.WithPrefix())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +174,7 @@ func TestCrashUnderLoad(t *testing.T) {
 		}
 
 		// The lease survived; its remaining TTL never exceeds the granted.
-		ttl, err := cli.TimeToLive(c, lease.ID, clientv3.WithAttachedKeys())
+		ttl, err := cli.TimeToLive(tctx(t), lease.ID, clientv3.WithAttachedKeys())
 		if err != nil {
 			t.Fatal(err)
 		}

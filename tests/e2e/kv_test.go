@@ -197,16 +197,15 @@ func TestKVClient(t *testing.T) {
 	t.Parallel()
 	m := StartMember(t, MemberConfig{})
 	cli := m.Client()
-	c := tctx(t)
 
-	p1, err := cli.Put(c, "a", "1")
+	p1, err := cli.Put(tctx(t), "a", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p1.Header.Revision != 2 || p1.PrevKv != nil {
 		t.Errorf("first put: revision %d, prev %v; want 2, nil", p1.Header.Revision, p1.PrevKv)
 	}
-	p2, err := cli.Put(c, "a", "2", clientv3.WithPrevKV())
+	p2, err := cli.Put(tctx(t), "a", "2", clientv3.WithPrevKV())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,12 +213,12 @@ func TestKVClient(t *testing.T) {
 		t.Errorf("second put: %+v", p2)
 	}
 	for _, k := range []string{"b", "c", "d"} {
-		if _, err := cli.Put(c, k, k); err != nil {
+		if _, err := cli.Put(tctx(t), k, k); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Revision 6 now; a, b, c, d.
-	g, err := cli.Get(c, "a")
+	g, err := cli.Get(tctx(t), "a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +253,7 @@ func TestKVClient(t *testing.T) {
 		{"rev", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(4)}, "a,b", false},
 		{"serializable", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSerializable()}, "a,b,c,d", false},
 	} {
-		r, err := cli.Get(c, tc.key, tc.opts...)
+		r, err := cli.Get(tctx(t), tc.key, tc.opts...)
 		if err != nil {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
@@ -264,7 +263,7 @@ func TestKVClient(t *testing.T) {
 		}
 	}
 
-	d, err := cli.Delete(c, "b", clientv3.WithRange("d"), clientv3.WithPrevKV())
+	d, err := cli.Delete(tctx(t), "b", clientv3.WithRange("d"), clientv3.WithPrevKV())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +271,7 @@ func TestKVClient(t *testing.T) {
 		t.Errorf("delete [b, d): %+v", d)
 	}
 	// A delete that matches nothing does not add a revision.
-	d, err = cli.Delete(c, "zzz")
+	d, err = cli.Delete(tctx(t), "zzz")
 	if err != nil {
 		t.Fatal(err)
 	}

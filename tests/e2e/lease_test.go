@@ -138,9 +138,8 @@ func TestLeaseClient(t *testing.T) {
 	t.Parallel()
 	m := StartMember(t, MemberConfig{})
 	cli := m.Client()
-	c := tctx(t)
 
-	g, err := cli.Grant(c, 100)
+	g, err := cli.Grant(tctx(t), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,51 +147,51 @@ func TestLeaseClient(t *testing.T) {
 		t.Fatalf("grant: %+v", g)
 	}
 	mustPut(t, cli, "a", "1", clientv3.WithLease(g.ID))
-	ttl, err := cli.TimeToLive(c, g.ID, clientv3.WithAttachedKeys())
+	ttl, err := cli.TimeToLive(tctx(t), g.ID, clientv3.WithAttachedKeys())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ttl.ID != g.ID || ttl.GrantedTTL != 100 || ttl.TTL <= 0 || ttl.TTL > 100 || len(ttl.Keys) != 1 || string(ttl.Keys[0]) != "a" {
 		t.Errorf("timetolive: %+v", ttl)
 	}
-	ka, err := cli.KeepAliveOnce(c, g.ID)
+	ka, err := cli.KeepAliveOnce(tctx(t), g.ID)
 	if err != nil || ka.TTL != 100 || ka.ID != g.ID {
 		t.Errorf("keepaliveonce: %+v %v", ka, err)
 	}
 
 	// A lease's keys move with put: re-putting without the lease detaches.
 	mustPut(t, cli, "a", "2")
-	ttl, err = cli.TimeToLive(c, g.ID, clientv3.WithAttachedKeys())
+	ttl, err = cli.TimeToLive(tctx(t), g.ID, clientv3.WithAttachedKeys())
 	if err != nil || len(ttl.Keys) != 0 {
 		t.Errorf("after re-put without lease: %+v %v", ttl, err)
 	}
 	mustPut(t, cli, "b", "1", clientv3.WithLease(g.ID))
 	// --ignore-lease keeps the key's lease.
 	mustPut(t, cli, "b", "2", clientv3.WithIgnoreLease())
-	if r, err := cli.Get(c, "b"); err != nil || r.Kvs[0].Lease != int64(g.ID) || string(r.Kvs[0].Value) != "2" {
+	if r, err := cli.Get(tctx(t), "b"); err != nil || r.Kvs[0].Lease != int64(g.ID) || string(r.Kvs[0].Value) != "2" {
 		t.Errorf("put with ignore-lease: %+v %v", r, err)
 	}
-	_, err = cli.Put(c, "b", "3", clientv3.WithIgnoreLease(), clientv3.WithLease(g.ID))
+	_, err = cli.Put(tctx(t), "b", "3", clientv3.WithIgnoreLease(), clientv3.WithLease(g.ID))
 	expectRPCError(t, err, rpctypes.ErrLeaseProvided, codes.InvalidArgument)
 
-	if _, err := cli.Revoke(c, g.ID); err != nil {
+	if _, err := cli.Revoke(tctx(t), g.ID); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := cli.Get(c, "", clientv3.WithPrefix()); err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Key) != "a" {
+	if r, err := cli.Get(tctx(t), "", clientv3.WithPrefix()); err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Key) != "a" {
 		t.Errorf("after revoke: %+v %v", r, err)
 	}
-	ttl, err = cli.TimeToLive(c, g.ID)
+	ttl, err = cli.TimeToLive(tctx(t), g.ID)
 	if err != nil || ttl.TTL != -1 {
 		t.Errorf("timetolive of a revoked lease: TTL %d err %v, want -1, nil", ttl.TTL, err)
 	}
 
-	_, err = cli.Revoke(c, g.ID)
+	_, err = cli.Revoke(tctx(t), g.ID)
 	expectRPCError(t, err, rpctypes.ErrLeaseNotFound, codes.NotFound)
-	_, err = cli.KeepAliveOnce(c, g.ID)
+	_, err = cli.KeepAliveOnce(tctx(t), g.ID)
 	expectRPCError(t, err, rpctypes.ErrLeaseNotFound, codes.NotFound)
-	_, err = cli.Put(c, "x", "y", clientv3.WithLease(g.ID))
+	_, err = cli.Put(tctx(t), "x", "y", clientv3.WithLease(g.ID))
 	expectRPCError(t, err, rpctypes.ErrLeaseNotFound, codes.NotFound)
-	_, err = cli.Grant(c, 9_000_000_001)
+	_, err = cli.Grant(tctx(t), 9_000_000_001)
 	expectRPCError(t, err, rpctypes.ErrLeaseTTLTooLarge, codes.OutOfRange)
 }
 
@@ -202,11 +201,10 @@ func TestLeaseExpiry(t *testing.T) {
 	t.Parallel()
 	m := StartMember(t, MemberConfig{})
 	cli := m.Client()
-	c := tctx(t)
 
 	// A TTL below the minimum (1.5 election timeouts, rounded up: 2s with
 	// the default 1s election timeout) is raised to it.
-	g, err := cli.Grant(c, 1)
+	g, err := cli.Grant(tctx(t), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,15 +212,15 @@ func TestLeaseExpiry(t *testing.T) {
 		t.Errorf("grant 1s: TTL %d, want the 2s minimum", g.TTL)
 	}
 	rev := mustPut(t, cli, "exp", "v", clientv3.WithLease(g.ID))
-	wch := cli.Watch(c, "exp", clientv3.WithRev(rev+1))
+	wch := cli.Watch(tctx(t), "exp", clientv3.WithRev(rev+1))
 	resp := nextResponse(t, wch)
 	if len(resp.Events) != 1 || resp.Events[0].Type != mvccpb.DELETE || resp.Events[0].Kv.ModRevision != rev+1 {
 		t.Fatalf("want the key's DELETE at revision %d, got %s", rev+1, eventsString(resp.Events))
 	}
-	ttl, err := cli.TimeToLive(c, g.ID)
+	ttl, err := cli.TimeToLive(tctx(t), g.ID)
 	if err != nil || ttl.TTL != -1 {
 		t.Errorf("expired lease: TTL %d err %v, want -1", ttl.TTL, err)
 	}
-	_, err = cli.KeepAliveOnce(c, g.ID)
+	_, err = cli.KeepAliveOnce(tctx(t), g.ID)
 	expectRPCError(t, err, rpctypes.ErrLeaseNotFound, codes.NotFound)
 }

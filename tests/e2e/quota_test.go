@@ -32,7 +32,6 @@ func TestQuota(t *testing.T) {
 	m := StartMember(t, MemberConfig{Flags: []string{fmt.Sprintf("--quota-backend-bytes=%d", quota)}})
 	requireEtcdctl(t)
 	cli := m.Client()
-	c := tctx(t)
 
 	// Incompressible values, the same in every run.
 	rng := rand.New(rand.NewChaCha8([32]byte{'c', 'a', 'i', 'r', 'n'}))
@@ -48,7 +47,7 @@ func TestQuota(t *testing.T) {
 	var fillErr error
 	deadline := time.Now().Add(fillTime)
 	for acked < maxPuts && time.Now().Before(deadline) {
-		if _, fillErr = cli.Put(c, fmt.Sprintf("fill/%05d", acked), value()); fillErr != nil {
+		if _, fillErr = cli.Put(tctx(t), fmt.Sprintf("fill/%05d", acked), value()); fillErr != nil {
 			break
 		}
 		acked++
@@ -63,7 +62,7 @@ func TestQuota(t *testing.T) {
 	}
 
 	// The alarm is raised, for this member.
-	al, err := cli.AlarmList(c)
+	al, err := cli.AlarmList(tctx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,23 +90,23 @@ func TestQuota(t *testing.T) {
 	}
 
 	// Writes are refused, whatever their size.
-	_, err = cli.Put(c, "small", "v")
+	_, err = cli.Put(tctx(t), "small", "v")
 	expectRPCError(t, err, rpctypes.ErrNoSpace, codes.ResourceExhausted)
-	_, err = cli.Txn(c).Then(clientv3.OpPut("small", "v")).Commit()
+	_, err = cli.Txn(tctx(t)).Then(clientv3.OpPut("small", "v")).Commit()
 	expectRPCError(t, err, rpctypes.ErrNoSpace, codes.ResourceExhausted)
-	_, err = cli.Grant(c, 60)
+	_, err = cli.Grant(tctx(t), 60)
 	expectRPCError(t, err, rpctypes.ErrNoSpace, codes.ResourceExhausted)
 	m.ExpectCtlError(t, msgNoSpace, "put", "small", "v")
 	m.ExpectCtlError(t, "failed to grant lease ("+msgNoSpace+")", "lease", "grant", "60")
 
 	// Reads work and see every acknowledged put.
-	r, err := cli.Get(c, "fill/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	r, err := cli.Get(tctx(t), "fill/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil || r.Count != int64(acked) {
 		t.Fatalf("count under NOSPACE: %v err %v, want %d", r, err, acked)
 	}
 	m.ExpectCtl(t, "fill/00000\n\n", "get", "fill/00000", "--keys-only")
 	// A read-only txn is not a write.
-	if _, err := cli.Txn(c).Then(clientv3.OpGet("fill/00000")).Commit(); err != nil {
+	if _, err := cli.Txn(tctx(t)).Then(clientv3.OpGet("fill/00000")).Commit(); err != nil {
 		t.Errorf("read-only txn under NOSPACE: %v", err)
 	}
 
@@ -130,7 +129,7 @@ func TestQuota(t *testing.T) {
 		if out != alarmLine && out != "" {
 			t.Errorf("alarm disarm printed %q, want %q", out, alarmLine)
 		}
-		_, err := cli.Put(c, "after", "ok")
+		_, err := cli.Put(tctx(t), "after", "ok")
 		if err == nil {
 			t.Logf("write accepted after %d disarm attempt(s)", attempt)
 			break
@@ -145,12 +144,12 @@ func TestQuota(t *testing.T) {
 	}
 	m.ExpectCtl(t, "", "alarm", "list")
 	m.ExpectCtl(t, "after\nok\n", "get", "after")
-	if _, err := cli.Grant(c, 60); err != nil {
+	if _, err := cli.Grant(tctx(t), 60); err != nil {
 		t.Errorf("lease grant after disarm: %v", err)
 	}
 	// And the space is usable again for real data.
 	for i := range 4 {
-		if _, err := cli.Put(c, fmt.Sprintf("again/%d", i), value()); err != nil {
+		if _, err := cli.Put(tctx(t), fmt.Sprintf("again/%d", i), value()); err != nil {
 			t.Fatalf("put %d after recovery: %v", i, err)
 		}
 	}

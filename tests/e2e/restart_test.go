@@ -17,9 +17,8 @@ func TestRestart(t *testing.T) {
 	t.Parallel()
 	m := StartMember(t, MemberConfig{})
 	cli := m.Client()
-	c := tctx(t)
 
-	lease, err := cli.Grant(c, 600)
+	lease, err := cli.Grant(tctx(t), 600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,14 +28,14 @@ func TestRestart(t *testing.T) {
 	mustPut(t, cli, "r/leased", "l", clientv3.WithLease(lease.ID)) // rev 7
 	mustPut(t, cli, "r/gone", "x")                                 // rev 8
 	mustDel(t, cli, "r/gone")                                      // rev 9
-	if _, err := cli.Compact(c, 4); err != nil {
+	if _, err := cli.Compact(tctx(t), 4); err != nil {
 		t.Fatal(err)
 	}
-	before, err := cli.Get(c, "r/", clientv3.WithPrefix())
+	before, err := cli.Get(tctx(t), "r/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
-	hashBefore, err := cli.HashKV(c, m.ClientURL, 0)
+	hashBefore, err := cli.HashKV(tctx(t), m.ClientURL, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +50,7 @@ func TestRestart(t *testing.T) {
 			}
 			m.Restart()
 
-			after, err := cli.Get(c, "r/", clientv3.WithPrefix())
+			after, err := cli.Get(tctx(t), "r/", clientv3.WithPrefix())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -64,7 +63,7 @@ func TestRestart(t *testing.T) {
 					t.Errorf("kv changed by %s+restart:\n before %v\n after  %v", how, b, a)
 				}
 			}
-			h, err := cli.HashKV(c, m.ClientURL, 0)
+			h, err := cli.HashKV(tctx(t), m.ClientURL, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,14 +71,14 @@ func TestRestart(t *testing.T) {
 				t.Errorf("hashkv after %s+restart: hash %d compact %d; before %d compact %d", how, h.Hash, h.CompactRevision, hashBefore.Hash, hashBefore.CompactRevision)
 			}
 			// The compaction survived, and the history after it.
-			_, err = cli.Get(c, "r/k", clientv3.WithRev(3))
+			_, err = cli.Get(tctx(t), "r/k", clientv3.WithRev(3))
 			expectRPCError(t, err, rpctypes.ErrCompacted, codes.OutOfRange)
-			if r, err := cli.Get(c, "r/gone", clientv3.WithRev(8)); err != nil || len(r.Kvs) != 1 {
+			if r, err := cli.Get(tctx(t), "r/gone", clientv3.WithRev(8)); err != nil || len(r.Kvs) != 1 {
 				t.Errorf("history at revision 8 after %s+restart: %v %v", how, r, err)
 			}
 			// The lease survived with its keys; its remaining TTL may have
 			// been reset but never beyond the granted TTL.
-			ttl, err := cli.TimeToLive(c, lease.ID, clientv3.WithAttachedKeys())
+			ttl, err := cli.TimeToLive(tctx(t), lease.ID, clientv3.WithAttachedKeys())
 			if err != nil || ttl.TTL <= 0 || ttl.TTL > 600 || ttl.GrantedTTL != 600 || len(ttl.Keys) != 1 {
 				t.Errorf("lease after %s+restart: %+v %v", how, ttl, err)
 			}

@@ -83,16 +83,15 @@ func TestTxnClient(t *testing.T) {
 	t.Parallel()
 	m := StartMember(t, MemberConfig{})
 	cli := m.Client()
-	c := tctx(t)
 
-	lease, err := cli.Grant(c, 600)
+	lease, err := cli.Grant(tctx(t), 600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Put(c, "leased", "v", clientv3.WithLease(lease.ID)); err != nil { // rev 2
+	if _, err := cli.Put(tctx(t), "leased", "v", clientv3.WithLease(lease.ID)); err != nil { // rev 2
 		t.Fatal(err)
 	}
-	if _, err := cli.Put(c, "plain", "v"); err != nil { // rev 3
+	if _, err := cli.Put(tctx(t), "plain", "v"); err != nil { // rev 3
 		t.Fatal(err)
 	}
 
@@ -108,7 +107,7 @@ func TestTxnClient(t *testing.T) {
 			{clientv3.Compare(clientv3.LeaseValue("plain"), "=", clientv3.NoLease), true},
 			{clientv3.Compare(clientv3.LeaseValue("plain"), "!=", lease.ID), true},
 		} {
-			r, err := cli.Txn(c).If(tc.cmp).Commit()
+			r, err := cli.Txn(tctx(t)).If(tc.cmp).Commit()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,25 +118,25 @@ func TestTxnClient(t *testing.T) {
 	})
 
 	t.Run("range-compare", func(t *testing.T) {
-		if _, err := cli.Put(c, "r/a", "1"); err != nil { // rev 4
+		if _, err := cli.Put(tctx(t), "r/a", "1"); err != nil { // rev 4
 			t.Fatal(err)
 		}
-		if _, err := cli.Put(c, "r/b", "2"); err != nil { // rev 5
+		if _, err := cli.Put(tctx(t), "r/b", "2"); err != nil { // rev 5
 			t.Fatal(err)
 		}
 		// A compare over a range holds only if it holds for every key.
-		r, err := cli.Txn(c).If(clientv3.Compare(clientv3.Version("r/").WithPrefix(), "=", 1)).Commit()
+		r, err := cli.Txn(tctx(t)).If(clientv3.Compare(clientv3.Version("r/").WithPrefix(), "=", 1)).Commit()
 		if err != nil || !r.Succeeded {
 			t.Errorf("all versions 1: %v %v", r, err)
 		}
-		r, err = cli.Txn(c).If(clientv3.Compare(clientv3.ModRevision("r/").WithPrefix(), "<", 5)).Commit()
+		r, err = cli.Txn(tctx(t)).If(clientv3.Compare(clientv3.ModRevision("r/").WithPrefix(), "<", 5)).Commit()
 		if err != nil || r.Succeeded {
 			t.Errorf("mod < 5 over r/a (4) and r/b (5) must fail: %v %v", r, err)
 		}
 	})
 
 	t.Run("nested", func(t *testing.T) {
-		r, err := cli.Txn(c).If(clientv3.Compare(clientv3.Value("plain"), "=", "v")).Then(
+		r, err := cli.Txn(tctx(t)).If(clientv3.Compare(clientv3.Value("plain"), "=", "v")).Then(
 			clientv3.OpPut("n/outer", "o"),
 			clientv3.OpTxn(
 				[]clientv3.Cmp{clientv3.Compare(clientv3.Version("n/outer"), "=", 0)},
@@ -157,7 +156,7 @@ func TestTxnClient(t *testing.T) {
 		if inner == nil || !inner.Succeeded || len(inner.Responses) != 1 || inner.Responses[0].GetResponsePut() == nil {
 			t.Fatalf("inner txn response: %+v", inner)
 		}
-		g, err := cli.Get(c, "n/", clientv3.WithPrefix())
+		g, err := cli.Get(tctx(t), "n/", clientv3.WithPrefix())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,13 +166,13 @@ func TestTxnClient(t *testing.T) {
 		}
 
 		// The same key in the outer and the inner txn is a duplicate...
-		_, err = cli.Txn(c).Then(
+		_, err = cli.Txn(tctx(t)).Then(
 			clientv3.OpPut("n/dup", "1"),
 			clientv3.OpTxn(nil, []clientv3.Op{clientv3.OpPut("n/dup", "2")}, nil),
 		).Commit()
 		expectRPCError(t, err, rpctypes.ErrDuplicateKey, codes.InvalidArgument)
 		// ...but the two branches of one txn may write the same key.
-		if _, err := cli.Txn(c).Then(
+		if _, err := cli.Txn(tctx(t)).Then(
 			clientv3.OpTxn(nil, []clientv3.Op{clientv3.OpPut("n/branch", "t")}, []clientv3.Op{clientv3.OpPut("n/branch", "e")}),
 		).Commit(); err != nil { // rev 7
 			t.Errorf("same key in then and else: %v", err)
@@ -181,16 +180,16 @@ func TestTxnClient(t *testing.T) {
 	})
 
 	t.Run("duplicates", func(t *testing.T) {
-		_, err := cli.Txn(c).Then(clientv3.OpPut("d", "1"), clientv3.OpPut("d", "2")).Commit()
+		_, err := cli.Txn(tctx(t)).Then(clientv3.OpPut("d", "1"), clientv3.OpPut("d", "2")).Commit()
 		expectRPCError(t, err, rpctypes.ErrDuplicateKey, codes.InvalidArgument)
-		_, err = cli.Txn(c).Then(clientv3.OpPut("d/x", "1"), clientv3.OpDelete("d/", clientv3.WithPrefix())).Commit()
+		_, err = cli.Txn(tctx(t)).Then(clientv3.OpPut("d/x", "1"), clientv3.OpDelete("d/", clientv3.WithPrefix())).Commit()
 		expectRPCError(t, err, rpctypes.ErrDuplicateKey, codes.InvalidArgument)
 		// Overlapping deletes are not duplicates.
-		if _, err := cli.Txn(c).Then(clientv3.OpDelete("d/", clientv3.WithPrefix()), clientv3.OpDelete("d/x")).Commit(); err != nil {
+		if _, err := cli.Txn(tctx(t)).Then(clientv3.OpDelete("d/", clientv3.WithPrefix()), clientv3.OpDelete("d/x")).Commit(); err != nil {
 			t.Errorf("overlapping deletes: %v", err)
 		}
 		// Reads do not conflict with writes.
-		r, err := cli.Txn(c).Then(clientv3.OpPut("d/y", "1"), clientv3.OpGet("d/y")).Commit()
+		r, err := cli.Txn(tctx(t)).Then(clientv3.OpPut("d/y", "1"), clientv3.OpGet("d/y")).Commit()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +204,6 @@ func TestTxnTooManyOps(t *testing.T) {
 	t.Parallel()
 	m := StartMember(t, MemberConfig{Flags: []string{"--max-txn-ops=4"}})
 	cli := m.Client()
-	c := tctx(t)
 
 	ops := func(n int) []clientv3.Op {
 		var o []clientv3.Op
@@ -221,15 +219,15 @@ func TestTxnTooManyOps(t *testing.T) {
 		}
 		return o
 	}
-	if _, err := cli.Txn(c).If(cmps(4)...).Then(ops(4)...).Else(ops(4)...).Commit(); err != nil {
+	if _, err := cli.Txn(tctx(t)).If(cmps(4)...).Then(ops(4)...).Else(ops(4)...).Commit(); err != nil {
 		t.Errorf("4 compares, 4+4 ops with --max-txn-ops=4: %v", err)
 	}
 	// Each of compares, success and failure is limited on its own.
-	_, err := cli.Txn(c).Then(ops(5)...).Commit()
+	_, err := cli.Txn(tctx(t)).Then(ops(5)...).Commit()
 	expectRPCError(t, err, rpctypes.ErrTooManyOps, codes.InvalidArgument)
-	_, err = cli.Txn(c).Else(ops(5)...).Commit()
+	_, err = cli.Txn(tctx(t)).Else(ops(5)...).Commit()
 	expectRPCError(t, err, rpctypes.ErrTooManyOps, codes.InvalidArgument)
-	_, err = cli.Txn(c).If(cmps(5)...).Commit()
+	_, err = cli.Txn(tctx(t)).If(cmps(5)...).Commit()
 	expectRPCError(t, err, rpctypes.ErrTooManyOps, codes.InvalidArgument)
 
 	var lines []string
