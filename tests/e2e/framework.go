@@ -22,9 +22,22 @@
 // TestMain calls Main, which picks the server kind, builds the server once
 // and runs the tests. A test calls StartMember, which picks free loopback
 // ports, starts the server with etcd's flags in a fresh data dir, and returns
-// once a linearizable Get succeeds. The member is stopped (SIGTERM) when the
-// test ends; if the test failed, the server's output is written to the test
-// log. Stop, Kill and Restart keep the data dir and the ports.
+// once a linearizable Get succeeds and the server has logged etcd's "ready
+// to serve client requests". The member is stopped (SIGTERM) when the test
+// ends; a member that exited on its own fails the test; if the test failed,
+// the server's output is written to the test log. Stop, Kill and Restart
+// keep the data dir and the ports (and check that the member and cluster
+// ids survive). ExpectStartFailure runs a server that must refuse to start.
+//
+// Every member is its own single-member cluster, so tests run in parallel
+// and revisions in a fresh member are deterministic (the first write is
+// revision 2): tests state exact revisions.
+//
+// # Rules
+//
+// No sleeps: wait on a condition with a deadline (waitFor, CtlProc.WaitStdout).
+// No timing assertions. Every load loop is bounded in count and time. Every
+// client call gets its own deadline (tctx).
 package e2e
 
 import (
