@@ -260,6 +260,7 @@ func ExpectStartFailure(t testing.TB, cfg MemberConfig, want ...string) string {
 	args, env := m.command()
 	cmd := exec.Command(m.bin, args...)
 	cmd.Env = env
+	cmd.SysProcAttr = dieWithUs()
 	cmd.Stdout, cmd.Stderr = m.log, m.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -376,6 +377,7 @@ func (m *Member) start() error {
 	args, env := m.command()
 	cmd := exec.Command(m.bin, args...)
 	cmd.Env = env
+	cmd.SysProcAttr = dieWithUs()
 	cmd.Stdout = m.log
 	cmd.Stderr = m.log
 	if err := cmd.Start(); err != nil {
@@ -664,6 +666,12 @@ func (m *Member) newClient() (*clientv3.Client, error) {
 	})
 }
 
+// dieWithUs makes a child process get SIGKILL if the test binary dies
+// (a panic skips cleanups), so no server outlives its test run.
+func dieWithUs() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
 // cleanEnv is the environment for child processes: ours without ETCD_* and
 // ETCDCTL_* so that a developer's settings do not leak into a test.
 func cleanEnv() []string {
@@ -690,6 +698,7 @@ func ctlCommand(ctx context.Context, endpoints string, args ...string) *exec.Cmd
 	full := append([]string{"--endpoints=" + endpoints, "--dial-timeout=5s", "--command-timeout=30s"}, args...)
 	cmd := exec.CommandContext(ctx, etcdctlBinary, full...)
 	cmd.Env = append(cleanEnv(), "ETCDCTL_API=3")
+	cmd.SysProcAttr = dieWithUs()
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
