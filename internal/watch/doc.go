@@ -82,8 +82,17 @@
 // Store's revision after those events (normally the last event's revision).
 // A batch spanning several revisions reaches each watcher as one Response
 // whose header revision is rev. An empty events slice only advances the hub
-// revision. Calling Notify with rev not above the previous one panics: it is a
-// broken apply loop, not a runtime condition.
+// revision. Revisions at or below the hub revision are ignored (the store
+// already held them when the hub read its revision). Events out of revision
+// order, or above rev, panic: that is a broken apply loop, not a runtime
+// condition.
+//
+// # Store errors
+//
+// A failed catch-up read is retried after Options.RetryDelay, or sooner when
+// a write or a drained stream wakes catch-up. If the store's compacted
+// revision passed the read's start, whatever the error value, the affected
+// watchers get their compaction notice instead.
 //
 // Put events carry the full KeyValue; Delete events carry Kv{Key, ModRevision}.
 // The hub shares event values between watchers and never modifies them.

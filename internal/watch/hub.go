@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
@@ -26,7 +27,8 @@ type Store interface {
 }
 
 // ErrCompacted is returned by Store.Events when the requested revisions
-// have been compacted away. The store returns this exact value.
+// have been compacted away. The hub does not rely on the value: after any
+// Events error it asks Revs whether compaction passed the start.
 var ErrCompacted = errors.New("watch: required revision has been compacted")
 
 // Errors of Stream.Watch and Stream.Cancel. The texts of the Watch errors are
@@ -67,6 +69,12 @@ type Options struct {
 	CatchupWatchers int
 	// Logger receives store errors met during catch-up. Default: discard.
 	Logger *slog.Logger
+	// RetryDelay is how long catch-up waits after a store error before
+	// trying again (sooner if a write or a drained stream wakes it).
+	// Default 100ms.
+	RetryDelay time.Duration
+	// After is the clock for RetryDelay. Default time.After.
+	After func(time.Duration) <-chan time.Time
 
 	// manual leaves catch-up to the test, which calls catchupOnce or its
 	// phases.
@@ -89,6 +97,12 @@ func (o Options) withDefaults() Options {
 	if o.CatchupWatchers <= 0 {
 		o.CatchupWatchers = 512
 	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 100 * time.Millisecond
+	}
+	if o.After == nil {
+		o.After = time.After
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -110,6 +124,8 @@ type Hub struct {
 	unsynced map[*watcher]struct{}
 	// progressWaiting holds streams with a RequestProgress not yet answered.
 	progressWaiting map[*Stream]struct{}
+	// failed: the last catch-up read failed; retry after RetryDelay.
+	failed bool
 
 	wake chan struct{}
 	stop chan struct{}
@@ -164,8 +180,8 @@ func (w *watcher) wants(ev *mvccpb.Event) bool {
 }
 
 // NewHub returns a hub whose revision is the store's current revision and
-// starts its catch-up goroutine. The first Notify must be for a later
-// revision.
+// starts its catch-up goroutine. Notify drops what the store already held
+// then, so the hub may be created while the apply loop runs.
 func NewHub(store Store, opts Options) *Hub {
 	cur, _ := store.Revs()
 	h := &Hub{
@@ -213,18 +229,23 @@ func (h *Hub) Notify(rev int64, events []*mvccpb.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if rev <= h.rev {
-		panic(fmt.Sprintf("watch: Notify revision %d not above hub revision %d", rev, h.rev))
+		// Already in the store when the hub read its revision: every
+		// watcher that wants these reads them from there.
+		return
 	}
 	prev := h.rev
-	last := prev
+	last := int64(0)
 	var order []*watcher
 	batches := map[*watcher][]*mvccpb.Event{}
 	for _, ev := range events {
 		r := ev.Kv.ModRevision
-		if r <= prev || r > rev || r < last {
-			panic(fmt.Sprintf("watch: Notify(%d) event revision %d out of order (hub revision %d)", rev, r, prev))
+		if r > rev || r < last {
+			panic(fmt.Sprintf("watch: Notify(%d) event revision %d out of order", rev, r))
 		}
 		last = r
+		if r <= prev {
+			continue
+		}
 		h.synced.each(ev.Kv.Key, func(w *watcher) {
 			if r < w.next || !w.wants(ev) {
 				return
@@ -330,10 +351,18 @@ func (h *Hub) wakeCatchup() {
 func (h *Hub) run() {
 	defer close(h.done)
 	for {
+		var retry <-chan time.Time
+		h.mu.Lock()
+		if h.failed {
+			h.failed = false
+			retry = h.opts.After(h.opts.RetryDelay)
+		}
+		h.mu.Unlock()
 		select {
 		case <-h.stop:
 			return
 		case <-h.wake:
+		case <-retry:
 		}
 		for h.catchupOnce() {
 			select {
@@ -435,10 +464,11 @@ func (h *Hub) readCatchup(c *catchup) {
 	if stopped {
 		c.last = cur
 	}
-	if errors.Is(c.err, ErrCompacted) {
-		// Compaction moved past the planned start. Plan again: the
-		// watchers below it get their notice. Guard against a store that
-		// reports ErrCompacted without advancing its compacted revision.
+	if c.err != nil {
+		// Whatever the error says, if compaction has moved past the
+		// planned start, plan again: the watchers below it get their
+		// notice. A store that reports compaction without advancing its
+		// compacted revision is treated like any other failure.
 		if _, compacted := h.store.Revs(); compacted >= c.from {
 			c.retry = true
 		}
@@ -454,8 +484,8 @@ func (h *Hub) finishCatchup(c *catchup) bool {
 		return true
 	}
 	if c.err != nil {
-		// Retried at the next wake-up (Notify, a drained stream).
 		h.opts.Logger.Error("watch catch-up read failed", "from", c.from, "to", c.to, "error", c.err)
+		h.failed = true
 		return false
 	}
 	touched := map[*Stream]struct{}{}

@@ -1,9 +1,11 @@
 package watch_test
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,15 +210,34 @@ func TestNotifyBatchOfSeveralRevisions(t *testing.T) {
 	}
 }
 
-func TestNotifyRejectsOldRevision(t *testing.T) {
+func TestNotifyIgnoresOldRevisions(t *testing.T) {
+	// Written before the hub existed, notified after: the hub started at
+	// revision 1 and drops it.
+	st := watchtest.NewStore()
+	rev1, evs1 := st.Put("a", "1")
+	h := watch.NewHub(st, watch.Options{})
+	defer h.Close()
+	f := &fixture{t: t, store: st, hub: h}
+	r := f.stream()
+	id := mustWatch(t, r, watch.WatchRequest{Key: []byte("a")})
+	h.Notify(rev1, evs1)
+	rev2, evs2 := st.Put("a", "2")
+	h.Notify(rev2, append(evs1, evs2...)) // a batch reaching back is trimmed too
+	got := r.next(2)
+	wantCreated(t, got[0], id, 1)
+	wantEvents(t, got[1], id, "[PUT a@2=2]")
+}
+
+func TestNotifyRejectsDisorder(t *testing.T) {
 	f := newFixture(t, watch.Options{})
-	f.put("a", "1")
+	_, e1 := f.store.Put("a", "1")
+	r2, e2 := f.store.Put("a", "2")
 	defer func() {
 		if recover() == nil {
-			t.Fatal("Notify with an old revision did not panic")
+			t.Fatal("Notify with events out of order did not panic")
 		}
 	}()
-	f.hub.Notify(1, nil)
+	f.hub.Notify(r2, append(e2, e1...))
 }
 
 func TestCatchupFromPast(t *testing.T) {
@@ -610,4 +631,88 @@ func TestCloseStream(t *testing.T) {
 	if synced, unsynced := f.hub.WatcherCounts(); synced != 0 || unsynced != 0 {
 		t.Fatal("closed stream left watchers in the hub")
 	}
+}
+
+// foreignErrors is a store whose errors are not the watch package's values,
+// like a store with its own sentinels.
+type foreignErrors struct {
+	*watchtest.Store
+	fail atomic.Int32 // fail this many Events calls
+}
+
+func (s *foreignErrors) Events(from, to int64, fn func(ev *mvccpb.Event) bool) error {
+	if s.fail.Load() > 0 {
+		s.fail.Add(-1)
+		return errors.New("disk on fire")
+	}
+	if err := s.Store.Events(from, to, fn); err != nil {
+		return fmt.Errorf("store: %v", err) // not wrapped: a different value
+	}
+	return nil
+}
+
+// TestCompactionRacingRead: compaction lands between the hub's look at the
+// compacted revision and its read; the store's error is not ErrCompacted.
+// The watcher still gets its notice in the next round.
+func TestCompactionRacingRead(t *testing.T) {
+	st := &foreignErrors{Store: watchtest.NewStore()}
+	h := watch.NewHub(st, watch.WithManualCatchup(watch.Options{}))
+	defer h.Close()
+	f := &fixture{t: t, store: st.Store, hub: h}
+	for i := range 6 {
+		f.put("a", fmt.Sprint(i))
+	}
+	r := f.stream()
+	id := mustWatch(t, r, watch.WatchRequest{Key: []byte("a"), StartRevision: 2})
+	st.BeforeEvents = func(from, to int64) { st.Compact(4) }
+	round := h.CatchupPlan()
+	h.CatchupRead(round)
+	if !h.CatchupFinish(round) {
+		t.Fatal("compaction during the read: no retry")
+	}
+	st.BeforeEvents = nil
+	for h.CatchupOnce() {
+	}
+	got := r.next(2)
+	wantCreated(t, got[0], id, 6)
+	if got[1].CompactRevision != 4 || !got[1].Canceled {
+		t.Fatalf("want compaction notice at 4: %s", dump(got))
+	}
+}
+
+// TestStoreErrorRetried: after a failed read, catch-up tries again after
+// RetryDelay on the injected clock, without any write to wake it.
+func TestStoreErrorRetried(t *testing.T) {
+	st := &foreignErrors{Store: watchtest.NewStore()}
+	st.fail.Store(1)
+	retry := make(chan time.Time)
+	asked := make(chan time.Duration, 1)
+	h := watch.NewHub(st, watch.Options{After: func(d time.Duration) <-chan time.Time {
+		asked <- d
+		return retry
+	}, RetryDelay: time.Second})
+	defer h.Close()
+	f := &fixture{t: t, store: st.Store, hub: h}
+	for i := range 3 {
+		f.put("a", fmt.Sprint(i))
+	}
+	r := f.stream()
+	id := mustWatch(t, r, watch.WatchRequest{Key: []byte("a"), StartRevision: 1})
+	select {
+	case d := <-asked:
+		if d != time.Second {
+			t.Fatalf("retry after %v", d)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no retry scheduled after a store error")
+	}
+	// Nothing else will wake catch-up (a Pop would): only the clock.
+	select {
+	case retry <- time.Time{}:
+	case <-time.After(waitLimit):
+		t.Fatal("catch-up is not waiting for the retry clock")
+	}
+	got := r.next(2)
+	wantCreated(t, got[0], id, 3)
+	wantEvents(t, got[1], id, "[PUT a@1=0, PUT a@2=1, PUT a@3=2]")
 }
