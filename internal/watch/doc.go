@@ -29,14 +29,15 @@
 //	        synced ──────────────────────────> unsynced
 //	           ^                                   │
 //	           └──── catch-up reached hub rev ─────┤
-//	                                               │ start <= compacted
+//	                                               │ next <= compacted
 //	                                               v
 //	                                        done (compaction sent;
 //	                                        id kept until Cancel)
 //
 // Each watcher has next, the lowest revision it has not been given yet.
-// A synced watcher has next > hub revision (next = hub revision + 1, or its
-// start revision when that is in the future); Notify gives it the events with
+// A synced watcher has been given every matching event up to the hub revision
+// (its next is brought up to date when it gets events or leaves the set; a
+// future start revision keeps next ahead); Notify gives it the events with
 // revision >= next. An unsynced watcher has next <= hub revision; the catch-up
 // goroutine reads Store.Events(next, hubRev) in bounded batches without holding
 // the hub lock, then, under the lock, queues the matching events and advances
