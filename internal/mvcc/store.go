@@ -109,6 +109,9 @@ func Open(db *pebble.DB) (*Store, error) {
 			s.rev = s.compactRev
 		}
 	}
+	if s.rev == 0 {
+		s.rev = 1 // an empty store is at revision 1, as in etcd
+	}
 	s.pendingRev = s.rev
 	return s, nil
 }
@@ -139,6 +142,13 @@ func (s *Store) Revs() (current, compacted int64) {
 		c = 0
 	}
 	return s.rev, c
+}
+
+// PendingRev is the revision of the last write applied, published or not.
+func (s *Store) PendingRev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.pendingRev
 }
 
 // Publish makes revisions up to rev visible to readers. The apply loop calls

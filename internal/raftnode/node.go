@@ -50,10 +50,21 @@ type Config struct {
 	Engine         *storage.Engine
 	Transport      Transport
 	Logger         *zap.Logger
-	// Applied is the applied index recovered from the state machine.
-	Applied uint64
+	// Applied is the applied index recovered from the state machine, and
+	// ConfState the configuration as of that index. Raft does not deliver
+	// entries at or below Applied again, so it must start from ConfState
+	// rather than replay the configuration entries.
+	Applied   uint64
+	ConfState *raftpb.ConfState
 	// OnLeader is called from the Ready loop when the leader changes.
 	OnLeader func(lead uint64, isLeader bool)
+}
+
+// ReadState answers a ReadIndex request: reads issued before the request
+// with context Ctx are linearizable once the state machine applied Index.
+type ReadState struct {
+	Index uint64
+	Ctx   []byte
 }
 
 // Committed is a run of committed entries for the apply loop.
@@ -68,7 +79,7 @@ type Node struct {
 	mem      *raft.MemoryStorage
 	lg       *zap.Logger
 	commitC  chan Committed
-	readC    chan raft.ReadState
+	readC    chan ReadState
 	stopC    chan struct{}
 	doneC    chan struct{}
 	stopOnce sync.Once
@@ -100,7 +111,7 @@ func Start(cfg Config) (*Node, error) {
 		mem:     mem,
 		lg:      cfg.Logger,
 		commitC: make(chan Committed, 128),
-		readC:   make(chan raft.ReadState, 64),
+		readC:   make(chan ReadState, 64),
 		stopC:   make(chan struct{}),
 		doneC:   make(chan struct{}),
 	}
@@ -108,7 +119,7 @@ func Start(cfg Config) (*Node, error) {
 		ID:                        cfg.ID,
 		ElectionTick:              cfg.ElectionTicks,
 		HeartbeatTick:             cfg.HeartbeatTicks,
-		Storage:                   mem,
+		Storage:                   &restartStorage{MemoryStorage: mem, cs: cfg.ConfState},
 		Applied:                   cfg.Applied,
 		MaxSizePerMsg:             1 << 20,
 		MaxCommittedSizePerReady:  16 << 20,
@@ -155,11 +166,26 @@ func Start(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// restartStorage is the in-memory log, except that at start raft reads
+// the configuration of the applied state, not of the last Raft snapshot.
+type restartStorage struct {
+	*raft.MemoryStorage
+	cs *raftpb.ConfState
+}
+
+func (r *restartStorage) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
+	hs, cs, err := r.MemoryStorage.InitialState()
+	if err != nil || r.cs == nil || len(r.cs.GetVoters())+len(r.cs.GetLearners()) == 0 {
+		return hs, cs, err
+	}
+	return hs, r.cs, nil
+}
+
 // Committed delivers committed entries in log order.
 func (n *Node) Committed() <-chan Committed { return n.commitC }
 
 // ReadStates delivers the answers to ReadIndex requests.
-func (n *Node) ReadStates() <-chan raft.ReadState { return n.readC }
+func (n *Node) ReadStates() <-chan ReadState { return n.readC }
 
 // Done is closed when the Ready loop has stopped.
 func (n *Node) Done() <-chan struct{} { return n.doneC }
@@ -216,7 +242,7 @@ func (n *Node) handle(rd raft.Ready) error {
 	}
 	for _, rs := range rd.ReadStates {
 		select {
-		case n.readC <- rs:
+		case n.readC <- ReadState{Index: rs.Index, Ctx: rs.RequestCtx}:
 		default:
 			// Nobody is waiting; the read-index loop retries.
 		}

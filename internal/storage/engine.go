@@ -29,6 +29,7 @@
 package storage
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -67,6 +69,8 @@ var ErrCorrupt = errors.New("data dir is corrupt")
 type Engine struct {
 	db  *pebble.DB
 	dir string
+	// OnSync, when set, observes the duration of each synced Raft batch.
+	OnSync func(time.Duration)
 }
 
 // Options tune the engine. The zero value is the production setting.
@@ -212,4 +216,14 @@ func (quietLogger) Infof(string, ...interface{})  {}
 func (quietLogger) Errorf(string, ...interface{}) {}
 func (quietLogger) Fatalf(format string, args ...interface{}) {
 	panic(fmt.Sprintf(format, args...))
+}
+
+// CompactAll runs a manual compaction over the whole key space, so space
+// held by deleted and overwritten records is returned to the file system.
+// Pebble compacts in the background; reads and writes continue.
+func (e *Engine) CompactAll(ctx context.Context) error {
+	if err := e.db.Flush(); err != nil {
+		return err
+	}
+	return e.db.Compact(ctx, []byte{0x00}, []byte{0xff}, true)
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/raft/v3"
@@ -107,7 +108,12 @@ func (e *Engine) SaveRaft(hs *raftpb.HardState, ents []*raftpb.Entry, lastIndex 
 			}
 		}
 	}
-	return b.Commit(pebble.Sync)
+	start := time.Now()
+	err := b.Commit(pebble.Sync)
+	if e.OnSync != nil {
+		e.OnSync(time.Since(start))
+	}
+	return err
 }
 
 // SaveSnapshot records a new Raft snapshot and drops log entries before

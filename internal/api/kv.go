@@ -1,0 +1,136 @@
+package api
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/cairn-kv/cairn/internal/apply"
+)
+
+// KVServer serves the KV service.
+type KVServer struct {
+	pb.UnimplementedKVServer
+	b      Backend
+	limits Limits
+}
+
+// NewKVServer returns the KV service over b.
+func NewKVServer(b Backend, l Limits) *KVServer { return &KVServer{b: b, limits: l} }
+
+// Range reads keys, serializable from the local store or linearizable
+// after a ReadIndex.
+func (s *KVServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := checkRange(r); err != nil {
+		return nil, err
+	}
+	if !r.Serializable {
+		if err := s.b.LinearizableRead(ctx); err != nil {
+			return nil, toGRPC(err)
+		}
+	}
+	resp, err := apply.Range(s.b.KV(), r)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	fillHeader(resp.Header, s.b.Header())
+	return resp, nil
+}
+
+// Put writes a key through Raft.
+func (s *KVServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := checkPut(r); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.Propose(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	out := resp.(*pb.PutResponse)
+	fillHeader(out.Header, s.b.Header())
+	return out, nil
+}
+
+// DeleteRange deletes keys through Raft.
+func (s *KVServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := checkDeleteRange(r); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.Propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	out := resp.(*pb.DeleteRangeResponse)
+	fillHeader(out.Header, s.b.Header())
+	return out, nil
+}
+
+// Txn runs a transaction through Raft: compares and operations see one
+// consistent state, and all its changes share one revision.
+func (s *KVServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := checkTxn(r, s.limits.MaxTxnOps); err != nil {
+		return nil, err
+	}
+	resp, err := s.b.Propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	out := resp.(*pb.TxnResponse)
+	fillTxnHeaders(out, s.b.Header())
+	return out, nil
+}
+
+// Compact compacts the history at a revision; with physical set it answers
+// once the compacted records are gone from the store.
+func (s *KVServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	resp, err := s.b.Propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	if r.Physical {
+		if pc, ok := s.b.(PhysicalCompactor); ok {
+			if err := pc.WaitPhysicalCompaction(ctx, r.Revision); err != nil {
+				return nil, toGRPC(err)
+			}
+		}
+	}
+	out := resp.(*pb.CompactionResponse)
+	fillHeader(out.Header, s.b.Header())
+	return out, nil
+}
+
+// PhysicalCompactor is implemented by a backend that can wait for a
+// compaction's records to be removed.
+type PhysicalCompactor interface {
+	WaitPhysicalCompaction(ctx context.Context, rev int64) error
+}
+
+// fillHeader sets the cluster fields of h from src, keeping h's revision
+// when it has one.
+func fillHeader(h *pb.ResponseHeader, src *pb.ResponseHeader) {
+	if h == nil {
+		return
+	}
+	h.ClusterId = src.ClusterId
+	h.MemberId = src.MemberId
+	h.RaftTerm = src.RaftTerm
+	if h.Revision == 0 {
+		h.Revision = src.Revision
+	}
+}
+
+func fillTxnHeaders(t *pb.TxnResponse, src *pb.ResponseHeader) {
+	fillHeader(t.Header, src)
+	for _, r := range t.Responses {
+		switch x := r.Response.(type) {
+		case *pb.ResponseOp_ResponseRange:
+			fillHeader(x.ResponseRange.Header, src)
+		case *pb.ResponseOp_ResponsePut:
+			fillHeader(x.ResponsePut.Header, src)
+		case *pb.ResponseOp_ResponseDeleteRange:
+			fillHeader(x.ResponseDeleteRange.Header, src)
+		case *pb.ResponseOp_ResponseTxn:
+			fillTxnHeaders(x.ResponseTxn, src)
+		}
+	}
+}

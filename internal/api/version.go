@@ -1,0 +1,6 @@
+package api
+
+import "github.com/cairn-kv/cairn/internal/version"
+
+// versionForSnapshot is the storage version a snapshot stream reports.
+var versionForSnapshot = version.EtcdVersion

@@ -1,0 +1,158 @@
+// Package propose turns client requests into Raft proposals and waits for
+// their results, and batches linearizable reads onto one ReadIndex.
+//
+// A write:
+//
+//	api ──Propose(req)──> propose: id := next(); wait[id] = ch; raft.Propose(bytes)
+//	                                         ...committed, applied...
+//	apply ──Trigger(id, result)──> propose: ch <- result ──> api
+//
+// A linearizable read:
+//
+//	api ──ReadNotify()──> propose: joins the current batch
+//	read loop: raft.ReadIndex(batch id) ─> ReadState{index} ─> wait applied >= index
+//	           ─> close the batch's channel ──> every read in it proceeds
+package propose
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Errors with etcd's meaning; the API maps them to rpctypes.
+var (
+	ErrStopped = errors.New("etcdserver: server stopped")
+	ErrTimeout = errors.New("etcdserver: request timed out")
+	ErrTooLarge = errors.New("etcdserver: request is too large")
+)
+
+// Raft is the part of the Raft node a proposer uses.
+type Raft interface {
+	Propose(ctx context.Context, data []byte) error
+	ReadIndex(ctx context.Context, rctx []byte) error
+}
+
+// Result is what applying a proposal produced.
+type Result struct {
+	Resp proto.Message
+	Err  error
+}
+
+// IDGen makes request IDs unique across members and restarts, as etcd does:
+// the top 2 bytes are the low bytes of the member ID, the next 5 bytes the
+// start time in milliseconds, the low byte a counter (carrying upward).
+type IDGen struct {
+	prefix uint64
+	suffix atomic.Uint64
+}
+
+// NewIDGen returns a generator for memberID started at now.
+func NewIDGen(memberID uint64, now time.Time) *IDGen {
+	g := &IDGen{prefix: memberID << 48}
+	ms := uint64(now.UnixNano()/int64(time.Millisecond)) & (1<<40 - 1)
+	g.suffix.Store(ms << 8)
+	return g
+}
+
+// Next returns a new ID.
+func (g *IDGen) Next() uint64 {
+	s := g.suffix.Add(1) & (1<<48 - 1)
+	return g.prefix | s
+}
+
+// Proposer proposes requests and waits for their results.
+type Proposer struct {
+	raft    Raft
+	ids     *IDGen
+	maxSize int
+
+	mu    sync.Mutex
+	waits map[uint64]chan Result
+}
+
+// New returns a proposer; maxSize bounds a marshaled request
+// (--max-request-bytes plus some room for the envelope).
+func New(r Raft, ids *IDGen, maxSize int) *Proposer {
+	return &Proposer{raft: r, ids: ids, maxSize: maxSize, waits: make(map[uint64]chan Result)}
+}
+
+// Propose sends req through Raft and returns the applied result. req's
+// header ID is set here.
+func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (proto.Message, error) {
+	id := p.ids.Next()
+	if req.Header == nil {
+		req.Header = &pb.RequestHeader{}
+	}
+	req.Header.ID = id
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if p.maxSize > 0 && len(data) > p.maxSize {
+		return nil, ErrTooLarge
+	}
+	ch := make(chan Result, 1)
+	p.mu.Lock()
+	p.waits[id] = ch
+	p.mu.Unlock()
+	if err := p.raft.Propose(ctx, data); err != nil {
+		p.forget(id)
+		return nil, p.ctxErr(ctx, err)
+	}
+	select {
+	case r := <-ch:
+		return r.Resp, r.Err
+	case <-ctx.Done():
+		p.forget(id)
+		return nil, p.ctxErr(ctx, ctx.Err())
+	}
+}
+
+func (p *Proposer) ctxErr(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
+		return context.Canceled
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return ErrTimeout
+	}
+	return err
+}
+
+func (p *Proposer) forget(id uint64) {
+	p.mu.Lock()
+	delete(p.waits, id)
+	p.mu.Unlock()
+}
+
+// Trigger delivers the result of the proposal with id, if this member is
+// waiting for it. The apply loop calls it after the result is durable in
+// the state machine and visible to reads.
+func (p *Proposer) Trigger(id uint64, r Result) {
+	p.mu.Lock()
+	ch, ok := p.waits[id]
+	delete(p.waits, id)
+	p.mu.Unlock()
+	if ok {
+		ch <- r
+	}
+}
+
+// Pending is the number of proposals waiting for a result.
+func (p *Proposer) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waits)
+}
+
+func uint64Bytes(v uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b[:]
+}

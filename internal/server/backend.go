@@ -1,0 +1,193 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cairn-kv/cairn/internal/lease"
+	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/version"
+)
+
+// Propose sends a request through Raft. Writes that would grow the store
+// past --quota-backend-bytes raise the NOSPACE alarm and are refused.
+func (s *Server) Propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+	if s.node.Lead() == raft.None {
+		if err := s.waitLeader(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if growsStore(r) && s.overQuota() {
+		s.raiseNoSpace(ctx)
+		return nil, rpctypes.ErrGRPCNoSpace
+	}
+	return s.prop.Propose(ctx, r)
+}
+
+func (s *Server) waitLeader(ctx context.Context) error {
+	select {
+	case <-s.readyC:
+		if s.node.Lead() == raft.None {
+			return rpctypes.ErrGRPCNoLeader
+		}
+		return nil
+	case <-ctx.Done():
+		return rpctypes.ErrGRPCNoLeader
+	}
+}
+
+func growsStore(r *pb.InternalRaftRequest) bool {
+	return r.Put != nil || r.LeaseGrant != nil || (r.Txn != nil && len(r.Txn.Success)+len(r.Txn.Failure) > 0)
+}
+
+func (s *Server) quota() int64 {
+	q := s.cfg.QuotaBackendBytes
+	if q <= 0 {
+		q = 2 << 30
+	}
+	return q
+}
+
+func (s *Server) overQuota() bool { return s.eng.SizeInUse() > s.quota() }
+
+func (s *Server) raiseNoSpace(ctx context.Context) {
+	if s.applier.NoSpace() {
+		return
+	}
+	s.lg.Warn("database space exceeded", zap.Int64("quota-size-bytes", s.quota()), zap.Int64("size-in-use", s.eng.SizeInUse()))
+	_, err := s.prop.Propose(ctx, &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{
+		Action: pb.AlarmRequest_ACTIVATE, MemberID: s.id.MemberID, Alarm: pb.AlarmType_NOSPACE,
+	}})
+	if err != nil {
+		s.lg.Warn("failed to raise NOSPACE alarm", zap.Error(err))
+	}
+}
+
+// LinearizableRead waits until a read sees every acknowledged write.
+func (s *Server) LinearizableRead(ctx context.Context) error {
+	if s.node.Lead() == raft.None {
+		if err := s.waitLeader(ctx); err != nil {
+			return err
+		}
+	}
+	return s.reads.Wait(ctx)
+}
+
+// KV is the MVCC store.
+func (s *Server) KV() *mvcc.Store { return s.kv }
+
+// Lessor is the lessor.
+func (s *Server) Lessor() *lease.Lessor { return s.lessor }
+
+// NewID returns a new cluster-unique ID.
+func (s *Server) NewID() uint64 { return s.ids.Next() }
+
+// Header is a response header for this member now.
+func (s *Server) Header() *pb.ResponseHeader {
+	return &pb.ResponseHeader{
+		ClusterId: s.id.ClusterID,
+		MemberId:  s.id.MemberID,
+		Revision:  s.kv.Rev(),
+		RaftTerm:  s.node.Term(),
+	}
+}
+
+// HasLeader reports whether a leader is known.
+func (s *Server) HasLeader() bool { return s.node.Lead() != raft.None }
+
+// Alarms lists raised alarms.
+func (s *Server) Alarms() []*pb.AlarmMember { return s.applier.Alarms() }
+
+// Status describes this member as Maintenance.Status does in etcd.
+func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	resp := &pb.StatusResponse{
+		Header:           s.Header(),
+		Version:          version.EtcdVersion,
+		DbSize:           s.eng.Size(),
+		DbSizeInUse:      s.eng.SizeInUse(),
+		Leader:           s.node.Lead(),
+		RaftIndex:        s.node.CommitIndex(),
+		RaftTerm:         s.node.Term(),
+		RaftAppliedIndex: s.applier.Applied(),
+		DbSizeQuota:      s.quota(),
+		StorageVersion:   version.EtcdCluster,
+	}
+	for _, a := range s.applier.Alarms() {
+		resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%s", a.MemberID, a.Alarm))
+	}
+	if m := s.members.Member(s.id.MemberID); m != nil {
+		resp.IsLearner = m.IsLearner
+	}
+	return resp, nil
+}
+
+// Defragment compacts the whole store in the background compaction
+// machinery; reads and writes go on meanwhile.
+func (s *Server) Defragment(ctx context.Context) error {
+	s.lg.Info("defragmenting", zap.Int64("current-db-size-bytes", s.eng.Size()))
+	done := make(chan error, 1)
+	go func() { done <- s.eng.CompactAll(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.lg.Info("defragmented", zap.Int64("current-db-size-bytes", s.eng.Size()))
+	return nil
+}
+
+// MoveLeader hands leadership to target.
+func (s *Server) MoveLeader(ctx context.Context, target uint64) error {
+	if s.node.Lead() != s.id.MemberID {
+		return rpctypes.ErrGRPCNotLeader
+	}
+	if s.members.Member(target) == nil {
+		return rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	if target == s.id.MemberID {
+		return nil
+	}
+	s.node.TransferLeadership(ctx, s.id.MemberID, target)
+	for s.node.Lead() != target {
+		select {
+		case <-ctx.Done():
+			return rpctypes.ErrGRPCTimeoutDueToLeaderFail
+		case <-s.stopC:
+			return rpctypes.ErrGRPCStopped
+		default:
+		}
+		if err := s.waitLeaderChange(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) waitLeaderChange(ctx context.Context) error {
+	t := newTimer()
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Snapshot writes an etcd-format snapshot of the current state to w.
+func (s *Server) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
+	return s.writeSnapshot(ctx, w)
+}
+
+var errNotReady = errors.New("member is not ready")

@@ -1,0 +1,254 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3election/v3electionpb"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/cairn-kv/cairn/internal/api"
+	"github.com/cairn-kv/cairn/internal/config"
+	"github.com/cairn-kv/cairn/internal/version"
+)
+
+// grpcOverheadBytes is the room gRPC gets above --max-request-bytes for
+// its own framing, as in etcd.
+const grpcOverheadBytes = 512 * 1024
+
+// Serving holds the member's listeners and servers.
+type Serving struct {
+	clients  []*api.ClientServer
+	others   []*http.Server
+	self     *clientv3.Client
+	gateway  *api.Gateway
+	wg       sync.WaitGroup
+	errC     chan error
+	listener []net.Listener
+}
+
+// Serve starts the client, peer and metrics listeners. It returns once
+// they accept connections.
+func (s *Server) Serve(ctx context.Context) (*Serving, error) {
+	cfg := s.cfg
+	sv := &Serving{errC: make(chan error, 8)}
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(maxStreams(cfg.MaxConcurrentStreams)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepAliveMinTime, PermitWithoutStream: false}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.GRPCKeepAliveInterval, Timeout: cfg.GRPCKeepAliveTimeout}),
+	)
+	limits := api.Limits{MaxRequestBytes: int(cfg.MaxRequestBytes), MaxTxnOps: int(cfg.MaxTxnOps)}
+	pb.RegisterKVServer(gs, api.NewKVServer(s, limits))
+	pb.RegisterLeaseServer(gs, api.NewLeaseServer(s))
+	pb.RegisterMaintenanceServer(gs, api.NewMaintenanceServer(s, s))
+	pb.RegisterClusterServer(gs, api.NewClusterServer(s, s.members))
+	registerWatch(gs, s)
+
+	health, err := api.NewHealth(healthSource{s}, api.HealthOptions{Logger: s.lg, Registerer: s.metrics.reg, Timeout: 5*time.Second + 2*cfg.ElectionTimeout})
+	if err != nil {
+		return nil, err
+	}
+	var listeners []net.Listener
+	closeAll := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	for _, u := range cfg.ListenClientURLs {
+		l, err := listen(u)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("listening for client requests on %s: %w", u.String(), err)
+		}
+		listeners = append(listeners, l)
+	}
+	// The gateway and the Lock/Election services talk to this member
+	// through its own first client URL.
+	self := cfg.ListenClientURLs[0]
+	var gw http.Handler
+	if cfg.EnableGRPCGateway {
+		g, err := api.NewGateway(api.GatewayTarget(self))
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		sv.gateway = g
+		gw = g
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{selfEndpoint(self)},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	sv.self = cli
+	v3lockpb.RegisterLockServer(gs, api.NewLockServer(cli))
+	v3electionpb.RegisterElectionServer(gs, api.NewElectionServer(cli))
+
+	handler := api.NewHTTPHandler(api.HTTPConfig{
+		Health: health, Versions: versions{}, Gatherer: s.metrics.reg, Gateway: gw, Logger: s.lg,
+	})
+	cs := api.NewClientServer(gs, handler, api.ClientServerOptions{})
+	sv.clients = append(sv.clients, cs)
+	for i, l := range listeners {
+		u := cfg.ListenClientURLs[i]
+		sv.serve(func() error { return cs.Serve(l) })
+		s.lg.Warn("serving client traffic insecurely; this is strongly discouraged!", zap.String("address", u.Host+u.Path))
+	}
+	for _, u := range cfg.ListenPeerURLs {
+		l, err := listen(u)
+		if err != nil {
+			sv.Close()
+			closeAll()
+			return nil, fmt.Errorf("listening for peers on %s: %w", u.String(), err)
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(peerHandler), ReadHeaderTimeout: 5 * time.Second}
+		sv.others = append(sv.others, hs)
+		sv.serve(func() error { return hs.Serve(l) })
+		s.lg.Info("serving peer traffic", zap.String("address", u.Host+u.Path))
+	}
+	for _, u := range cfg.ListenMetricsURLs {
+		l, err := listen(u)
+		if err != nil {
+			sv.Close()
+			closeAll()
+			return nil, fmt.Errorf("listening for metrics on %s: %w", u.String(), err)
+		}
+		hs := &http.Server{Handler: api.NewMetricsHandler(s.metrics.reg, health), ReadHeaderTimeout: 5 * time.Second}
+		sv.others = append(sv.others, hs)
+		sv.serve(func() error { return hs.Serve(l) })
+		s.lg.Info("serving metrics", zap.String("address", u.String()))
+	}
+	sv.listener = listeners
+	go func() {
+		if err := s.WaitReady(ctx); err != nil {
+			return
+		}
+		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.PublishAttributes(pctx, cfg.AdvertiseClientURLs); err != nil {
+			s.lg.Warn("failed to publish local member attributes", zap.Error(err))
+			return
+		}
+		s.lg.Info("published local member to cluster through raft",
+			zap.String("local-member-id", fmt.Sprintf("%x", s.id.MemberID)),
+			zap.String("cluster-id", fmt.Sprintf("%x", s.id.ClusterID)))
+		for _, u := range cfg.ListenClientURLs {
+			s.lg.Info("ready to serve client requests", zap.String("address", u.String()))
+		}
+	}()
+	return sv, nil
+}
+
+func (sv *Serving) serve(fn func() error) {
+	sv.wg.Add(1)
+	go func() {
+		defer sv.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, api.ErrClientServerClosed) && !errors.Is(err, net.ErrClosed) {
+			sv.errC <- err
+		}
+	}()
+}
+
+// Err delivers the first serving error.
+func (sv *Serving) Err() <-chan error { return sv.errC }
+
+// Close stops every listener and server.
+func (sv *Serving) Close() {
+	if sv.self != nil {
+		sv.self.Close()
+	}
+	if sv.gateway != nil {
+		sv.gateway.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, c := range sv.clients {
+		if err := c.Shutdown(ctx); err != nil {
+			c.Close()
+		}
+	}
+	for _, h := range sv.others {
+		h.Close()
+	}
+	sv.wg.Wait()
+}
+
+func maxStreams(n uint32) uint32 {
+	if n == 0 {
+		return math.MaxUint32
+	}
+	return n
+}
+
+func listen(u url.URL) (net.Listener, error) {
+	network, addr := config.ListenAddress(u)
+	if network == "unix" {
+		// A stale socket from a killed member would block the bind.
+		if fi, err := os.Stat(addr); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(addr)
+		}
+	}
+	return net.Listen(network, addr)
+}
+
+func selfEndpoint(u url.URL) string {
+	if u.Scheme == "unix" || u.Scheme == "unixs" {
+		_, addr := config.ListenAddress(u)
+		return "unix://" + addr
+	}
+	host := u.Host
+	if h, p, err := net.SplitHostPort(host); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
+		host = net.JoinHostPort("127.0.0.1", p)
+	}
+	return "http://" + host
+}
+
+func peerHandler(w http.ResponseWriter, r *http.Request) {
+	http.Error(w, "cairn: this member serves no peer traffic yet (single-member build)", http.StatusNotImplemented)
+}
+
+type versions struct{}
+
+func (versions) ClusterVersion() string { return version.EtcdCluster }
+func (versions) StorageVersion() string { return version.EtcdCluster }
+
+// healthSource answers the health checks.
+type healthSource struct{ s *Server }
+
+func (h healthSource) HasLeader() bool           { return h.s.HasLeader() }
+func (h healthSource) Alarms() []*pb.AlarmMember { return h.s.Alarms() }
+func (h healthSource) IsLearner() bool {
+	m := h.s.members.Member(h.s.id.MemberID)
+	return m != nil && m.IsLearner
+}
+func (h healthSource) LinearizableReadCheck(ctx context.Context) error {
+	if err := h.s.LinearizableRead(ctx); err != nil {
+		return err
+	}
+	_, err := h.s.kv.Range([]byte("health"), nil, rangeOne)
+	return err
+}
+func (h healthSource) SerializableReadCheck(ctx context.Context) error {
+	_, err := h.s.kv.Range([]byte("health"), nil, rangeOne)
+	return err
+}
