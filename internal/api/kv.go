@@ -76,7 +76,7 @@ func (s *KVServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		return nil, toGRPC(err)
 	}
 	out := resp.(*pb.TxnResponse)
-	fillTxnHeaders(out, s.b.Header())
+	fillHeader(out.Header, s.b.Header()) // inner responses carry only the revision, as in etcd
 	return out, nil
 }
 
@@ -116,21 +116,5 @@ func fillHeader(h *pb.ResponseHeader, src *pb.ResponseHeader) {
 	h.RaftTerm = src.RaftTerm
 	if h.Revision == 0 {
 		h.Revision = src.Revision
-	}
-}
-
-func fillTxnHeaders(t *pb.TxnResponse, src *pb.ResponseHeader) {
-	fillHeader(t.Header, src)
-	for _, r := range t.Responses {
-		switch x := r.Response.(type) {
-		case *pb.ResponseOp_ResponseRange:
-			fillHeader(x.ResponseRange.Header, src)
-		case *pb.ResponseOp_ResponsePut:
-			fillHeader(x.ResponsePut.Header, src)
-		case *pb.ResponseOp_ResponseDeleteRange:
-			fillHeader(x.ResponseDeleteRange.Header, src)
-		case *pb.ResponseOp_ResponseTxn:
-			fillTxnHeaders(x.ResponseTxn, src)
-		}
 	}
 }

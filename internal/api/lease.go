@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sort"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -78,9 +79,20 @@ func (s *LeaseServer) LeaseLeases(ctx context.Context, r *pb.LeaseLeasesRequest)
 	if err := s.b.LinearizableRead(ctx); err != nil {
 		return nil, toGRPC(err)
 	}
-	resp := &pb.LeaseLeasesResponse{Header: s.b.Header()}
+	// Soonest expiry first, as etcd lists them.
+	type entry struct{ id, ttl int64 }
+	var ls []entry
 	for _, id := range s.b.Lessor().Leases() {
-		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: int64(id)})
+		l, err := s.b.Lessor().Lookup(id)
+		if err != nil {
+			continue
+		}
+		ls = append(ls, entry{int64(id), l.RemainingTTL})
+	}
+	sort.SliceStable(ls, func(i, j int) bool { return ls[i].ttl < ls[j].ttl })
+	resp := &pb.LeaseLeasesResponse{Header: s.b.Header()}
+	for _, l := range ls {
+		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: l.id})
 	}
 	return resp, nil
 }

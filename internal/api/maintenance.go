@@ -77,6 +77,9 @@ func (s *MaintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	}
 	hdr := s.b.Header()
 	hdr.Revision = rev
+	if compactRev == 0 && s.b.KV().CompactRev() == 0 {
+		compactRev = -1 // no compaction yet, as etcd reports
+	}
 	hashRev := r.Revision
 	if hashRev == 0 {
 		hashRev = rev

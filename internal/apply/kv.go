@@ -187,38 +187,52 @@ func (a *Applier) deleteRange(w *mvcc.Write, req *pb.DeleteRangeRequest) (*pb.De
 	return resp, nil
 }
 
-// txn applies a TxnRequest inside w: the compares pick a branch, whose
-// operations run in order, each seeing the changes of those before it.
+// txn applies a TxnRequest inside w. Every compare, those of nested txns
+// included, is decided against the state before the txn (as etcd does);
+// then the chosen operations run in order, each seeing the changes of those
+// before it.
 func (a *Applier) txn(w *mvcc.Write, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	path := txnPath(w, req, nil)
+	// Check what can fail before changing anything, so a failed txn
+	// changes nothing (leases exist, ignore_* keys exist, revisions).
+	rest := path
+	if err := a.checkTxn(w, req, &rest); err != nil {
+		return nil, err
+	}
+	rest = path
+	return a.runTxn(w, req, &rest)
+}
+
+// txnPath lists the outcome of every txn that will run, in the order
+// they run: the txn itself, then the nested txns of its chosen branch.
+func txnPath(r Reader, t *pb.TxnRequest, path []bool) []bool {
 	ok := true
-	for _, c := range req.Compare {
-		if !compare(w, c) {
+	for _, c := range t.Compare {
+		if !compare(r, c) {
 			ok = false
 			break
 		}
 	}
-	ops := req.Success
-	if !ok {
-		ops = req.Failure
-	}
-	// Check what can fail before changing anything, so a failed txn
-	// changes nothing (etcd's checks: leases exist, ignore_* keys exist).
-	if err := a.checkOps(w, ops); err != nil {
-		return nil, err
-	}
-	resp := &pb.TxnResponse{Header: &pb.ResponseHeader{}, Succeeded: ok}
-	for _, op := range ops {
-		r, err := a.op(w, op)
-		if err != nil {
-			return nil, err
+	path = append(path, ok)
+	for _, op := range branch(t, ok) {
+		if n, isTxn := op.Request.(*pb.RequestOp_RequestTxn); isTxn {
+			path = txnPath(r, n.RequestTxn, path)
 		}
-		resp.Responses = append(resp.Responses, r)
 	}
-	return resp, nil
+	return path
 }
 
-func (a *Applier) checkOps(w *mvcc.Write, ops []*pb.RequestOp) error {
-	for _, op := range ops {
+func branch(t *pb.TxnRequest, ok bool) []*pb.RequestOp {
+	if ok {
+		return t.Success
+	}
+	return t.Failure
+}
+
+func (a *Applier) checkTxn(w *mvcc.Write, t *pb.TxnRequest, path *[]bool) error {
+	ok := (*path)[0]
+	*path = (*path)[1:]
+	for _, op := range branch(t, ok) {
 		switch r := op.Request.(type) {
 		case *pb.RequestOp_RequestPut:
 			p := r.RequestPut
@@ -242,18 +256,7 @@ func (a *Applier) checkOps(w *mvcc.Write, ops []*pb.RequestOp) error {
 				return err // compacted or future revision
 			}
 		case *pb.RequestOp_RequestTxn:
-			ok := true
-			for _, c := range r.RequestTxn.Compare {
-				if !compare(w, c) {
-					ok = false
-					break
-				}
-			}
-			branch := r.RequestTxn.Success
-			if !ok {
-				branch = r.RequestTxn.Failure
-			}
-			if err := a.checkOps(w, branch); err != nil {
+			if err := a.checkTxn(w, r.RequestTxn, path); err != nil {
 				return err
 			}
 		}
@@ -261,7 +264,21 @@ func (a *Applier) checkOps(w *mvcc.Write, ops []*pb.RequestOp) error {
 	return nil
 }
 
-func (a *Applier) op(w *mvcc.Write, op *pb.RequestOp) (*pb.ResponseOp, error) {
+func (a *Applier) runTxn(w *mvcc.Write, t *pb.TxnRequest, path *[]bool) (*pb.TxnResponse, error) {
+	ok := (*path)[0]
+	*path = (*path)[1:]
+	resp := &pb.TxnResponse{Header: &pb.ResponseHeader{}, Succeeded: ok}
+	for _, op := range branch(t, ok) {
+		r, err := a.op(w, op, path)
+		if err != nil {
+			return nil, err
+		}
+		resp.Responses = append(resp.Responses, r)
+	}
+	return resp, nil
+}
+
+func (a *Applier) op(w *mvcc.Write, op *pb.RequestOp, path *[]bool) (*pb.ResponseOp, error) {
 	switch r := op.Request.(type) {
 	case *pb.RequestOp_RequestRange:
 		resp, err := Range(w, r.RequestRange)
@@ -282,7 +299,7 @@ func (a *Applier) op(w *mvcc.Write, op *pb.RequestOp) (*pb.ResponseOp, error) {
 		}
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: resp}}, nil
 	case *pb.RequestOp_RequestTxn:
-		resp, err := a.txn(w, r.RequestTxn)
+		resp, err := a.runTxn(w, r.RequestTxn, path)
 		if err != nil {
 			return nil, err
 		}

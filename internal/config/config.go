@@ -76,7 +76,7 @@ const (
 	DefaultMaxTxnOps               = 128
 	DefaultMaxLearners             = 1
 	DefaultMaxConcurrentStreams    = math.MaxUint32
-	DefaultLeaseCheckpointPeriod   = 5 * time.Minute
+	DefaultLeaseCheckpointPeriod   = 5 * time.Second // cairn checkpoints often so a kill -9 costs a lease at most this much
 	DefaultGRPCKeepAliveMinTime    = 5 * time.Second
 	DefaultGRPCKeepAliveInterval   = 2 * time.Hour
 	DefaultGRPCKeepAliveTimeout    = 20 * time.Second

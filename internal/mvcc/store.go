@@ -28,6 +28,7 @@ import (
 	"hash/crc32"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -55,7 +56,16 @@ type Store struct {
 	// keep lists the revisions that the last compaction must leave in
 	// the store; nil once the physical compaction is done.
 	keep map[Revision]struct{}
+
+	// bytes is the size of the records the store holds (keys and values
+	// of every revision not yet removed by compaction): the space the
+	// quota counts.
+	bytes atomic.Int64
 }
+
+// Bytes is the size of the records the store holds: what
+// --quota-backend-bytes limits and what compaction reduces.
+func (s *Store) Bytes() int64 { return s.bytes.Load() }
 
 // Open builds the store from the records in db: it rebuilds the key index
 // and reads the compaction state. The returned list of leased keys lets the
@@ -83,6 +93,7 @@ func Open(db *pebble.DB) (*Store, error) {
 		if err := proto.Unmarshal(it.Value(), &kv); err != nil {
 			return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, main, sub, err)
 		}
+		s.bytes.Add(int64(len(it.Key()) + len(it.Value())))
 		h := s.ix.getOrCreate(kv.Key)
 		r := Revision{main, sub}
 		if tomb {
@@ -264,7 +275,7 @@ func (s *Store) Get(key []byte, rev int64) (*mvccpb.KeyValue, error) {
 // published revision.
 func (s *Store) Events(from, to int64, fn func(ev *mvccpb.Event) bool) error {
 	cur, compacted := s.Revs()
-	if from <= compacted {
+	if from < compacted {
 		return ErrCompacted
 	}
 	if to > cur {
@@ -300,7 +311,7 @@ func (s *Store) Events(from, to int64, fn func(ev *mvccpb.Event) bool) error {
 		return err
 	}
 	// A compaction may have raced the scan; report it rather than a gap.
-	if _, c := s.Revs(); from <= c {
+	if _, c := s.Revs(); from < c {
 		return ErrCompacted
 	}
 	return nil

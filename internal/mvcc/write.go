@@ -135,7 +135,9 @@ func (w *Write) writeRecord(rev Revision, tomb bool, kv *mvccpb.KeyValue) error 
 	if err != nil {
 		return err
 	}
-	return w.b.Set(storage.KVKey(rev.Main, rev.Sub, tomb), v, nil)
+	k := storage.KVKey(rev.Main, rev.Sub, tomb)
+	w.s.bytes.Add(int64(len(k) + len(v)))
+	return w.b.Set(k, v, nil)
 }
 
 // End finishes the write. If it changed anything, the store's pending
@@ -201,6 +203,7 @@ func (s *Store) CompactPhysical(batchLimit int) (int64, error) {
 			return 0, err
 		}
 		var last []byte
+		var freed int64
 		for it.First(); it.Valid() && n < batchLimit; it.Next() {
 			main, sub, _, _ := storage.ParseKVKey(it.Key())
 			last = append(last[:0], it.Key()...)
@@ -215,6 +218,7 @@ func (s *Store) CompactPhysical(batchLimit int) (int64, error) {
 				b.Close()
 				return 0, err
 			}
+			freed += int64(len(it.Key()) + len(it.Value()))
 			n++
 		}
 		more := it.Valid()
@@ -233,6 +237,7 @@ func (s *Store) CompactPhysical(batchLimit int) (int64, error) {
 			return 0, err
 		}
 		b.Close()
+		s.bytes.Add(-freed)
 		if !more {
 			break
 		}

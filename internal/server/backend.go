@@ -25,7 +25,7 @@ func (s *Server) Propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.
 			return nil, err
 		}
 	}
-	if growsStore(r) && s.overQuota() {
+	if growsStore(r) && s.overQuota(proto.Size(r)) {
 		s.raiseNoSpace(ctx)
 		return nil, rpctypes.ErrGRPCNoSpace
 	}
@@ -45,7 +45,23 @@ func (s *Server) waitLeader(ctx context.Context) error {
 }
 
 func growsStore(r *pb.InternalRaftRequest) bool {
-	return r.Put != nil || r.LeaseGrant != nil || (r.Txn != nil && len(r.Txn.Success)+len(r.Txn.Failure) > 0)
+	return r.Put != nil || r.LeaseGrant != nil || (r.Txn != nil && txnPuts(r.Txn))
+}
+
+func txnPuts(t *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
+		for _, op := range ops {
+			switch x := op.Request.(type) {
+			case *pb.RequestOp_RequestPut:
+				return true
+			case *pb.RequestOp_RequestTxn:
+				if txnPuts(x.RequestTxn) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) quota() int64 {
@@ -56,13 +72,25 @@ func (s *Server) quota() int64 {
 	return q
 }
 
-func (s *Server) overQuota() bool { return s.eng.SizeInUse() > s.quota() }
+// overQuota reports whether a request of cost bytes would take the store
+// past its quota, as etcd's backend quota check does.
+func (s *Server) overQuota(cost int) bool { return s.kv.Bytes()+int64(cost) > s.quota() }
+
+// sizeInUse is the logical size of the data held, never above the size
+// on disk.
+func (s *Server) sizeInUse() int64 {
+	n := s.kv.Bytes() + 4096
+	if size := s.eng.Size(); n > size {
+		n = size
+	}
+	return n
+}
 
 func (s *Server) raiseNoSpace(ctx context.Context) {
 	if s.applier.NoSpace() {
 		return
 	}
-	s.lg.Warn("database space exceeded", zap.Int64("quota-size-bytes", s.quota()), zap.Int64("size-in-use", s.eng.SizeInUse()))
+	s.lg.Warn("database space exceeded", zap.Int64("quota-size-bytes", s.quota()), zap.Int64("size-in-use", s.sizeInUse()))
 	_, err := s.prop.Propose(ctx, &pb.InternalRaftRequest{Alarm: &pb.AlarmRequest{
 		Action: pb.AlarmRequest_ACTIVATE, MemberID: s.id.MemberID, Alarm: pb.AlarmType_NOSPACE,
 	}})
@@ -112,7 +140,7 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		Header:           s.Header(),
 		Version:          version.EtcdVersion,
 		DbSize:           s.eng.Size(),
-		DbSizeInUse:      s.eng.SizeInUse(),
+		DbSizeInUse:      s.sizeInUse(),
 		Leader:           s.node.Lead(),
 		RaftIndex:        s.node.CommitIndex(),
 		RaftTerm:         s.node.Term(),

@@ -59,7 +59,7 @@ func newMetrics(s *Server) *metrics {
 	gauge("mvcc", "db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.",
 		func() float64 { return float64(s.eng.Size()) })
 	gauge("mvcc", "db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.",
-		func() float64 { return float64(s.eng.SizeInUse()) })
+		func() float64 { return float64(s.sizeInUse()) })
 	gauge("debugging", "mvcc_current_revision", "The current revision of store.",
 		func() float64 { return float64(s.kv.Rev()) })
 	gauge("debugging", "mvcc_compact_revision", "The revision of the last compaction in store.",

@@ -174,7 +174,7 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
-	maxProposal := int(cfg.MaxRequestBytes) + 1024
+	maxProposal := int(cfg.MaxRequestBytes)
 	s.prop = propose.New(s.node, s.ids, maxProposal)
 	s.reads = propose.NewReads(s.node, s.ids, s.node.ReadStates(), s.applier, 5*time.Second+2*cfg.ElectionTimeout, s.lg)
 	s.compactDone = s.finishedCompaction()

@@ -1,6 +1,16 @@
 package server
 
-import "google.golang.org/grpc"
+import (
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
 
-// registerWatch registers the Watch service.
-func registerWatch(gs *grpc.Server, s *Server) {}
+	"github.com/cairn-kv/cairn/internal/api"
+)
+
+// registerWatch registers the Watch service over the member's hub.
+func registerWatch(gs *grpc.Server, s *Server) {
+	pb.RegisterWatchServer(gs, api.NewWatchServer(s.hub, s.Header, api.WatchOptions{
+		MaxRequestBytes:        s.cfg.MaxRequestBytes,
+		ProgressNotifyInterval: s.cfg.WatchProgressNotifyInterval,
+	}))
+}

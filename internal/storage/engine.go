@@ -173,7 +173,7 @@ func (e *Engine) SizeInUse() int64 {
 	if err != nil {
 		return e.Size()
 	}
-	return int64(n)
+	return int64(n) + int64(e.db.Metrics().MemTable.Size)
 }
 
 // u64 encodes v big-endian.

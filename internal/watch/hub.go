@@ -19,7 +19,7 @@ type Store interface {
 	// Events calls fn for every event with from <= revision <= to, in
 	// revision order (events of one revision in the order they were
 	// applied); fn returns false to stop. It returns ErrCompacted if
-	// from <= compacted.
+	// from < compacted (revision compacted itself is still served).
 	Events(from, to int64, fn func(ev *mvccpb.Event) bool) error
 	// Get returns the key's value as of revision rev (nil if absent or
 	// deleted at rev), for prev_kv.
@@ -437,7 +437,7 @@ func (h *Hub) readCatchup(c *catchup) {
 	_, c.compacted = h.store.Revs()
 	c.from = c.to + 1
 	for _, w := range c.watchers {
-		if w.next > c.compacted {
+		if w.next >= c.compacted {
 			c.from = min(c.from, w.next)
 		}
 	}
@@ -469,7 +469,7 @@ func (h *Hub) readCatchup(c *catchup) {
 		// planned start, plan again: the watchers below it get their
 		// notice. A store that reports compaction without advancing its
 		// compacted revision is treated like any other failure.
-		if _, compacted := h.store.Revs(); compacted >= c.from {
+		if _, compacted := h.store.Revs(); compacted > c.from {
 			c.retry = true
 		}
 	}
@@ -494,15 +494,12 @@ func (h *Hub) finishCatchup(c *catchup) bool {
 			continue // canceled while reading
 		}
 		s := w.stream
-		if w.next <= c.compacted {
+		if w.next < c.compacted {
+			// Revisions below the compaction revision are gone; revision
+			// C itself is served, as etcd does.
 			h.detach(w)
 			w.state = done
-			rev := c.compacted
-			if w.next == c.compacted {
-				// etcd would serve revision C itself; this store cannot.
-				rev++
-			}
-			s.push(&Response{WatchID: w.id, CompactRevision: rev, Canceled: true})
+			s.push(&Response{WatchID: w.id, CompactRevision: c.compacted, Canceled: true})
 			touched[s] = struct{}{}
 			continue
 		}

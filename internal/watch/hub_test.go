@@ -303,7 +303,7 @@ func TestCompactedStart(t *testing.T) {
 	for _, g := range r.got {
 		byID[g.WatchID] = append(byID[g.WatchID], g)
 	}
-	for id, want := range map[int64]int64{below: 5, at: 6} {
+	for id, want := range map[int64]int64{below: 5} {
 		rs := byID[id]
 		if len(rs) != 2 || !rs[0].Created {
 			t.Fatalf("watch %d: %s", id, dump(rs))
@@ -312,6 +312,10 @@ func TestCompactedStart(t *testing.T) {
 		if n.CompactRevision != want || !n.Canceled || n.Created || n.Revision != 0 || len(n.Events) != 0 {
 			t.Fatalf("watch %d: compaction notice %s, want CompactRevision %d", id, dump([]*watch.Response{n}), want)
 		}
+	}
+	// A watch from the compaction revision itself is served, as in etcd.
+	if rs := byID[at]; len(rs) != 2 || evString(rs[1].Events) != "[PUT a@5=4, PUT a@6=5]" {
+		t.Fatalf("watch from 5: %s", dump(rs))
 	}
 	if rs := byID[after]; len(rs) != 2 || evString(rs[1].Events) != "[PUT a@6=5]" {
 		t.Fatalf("watch from 6: %s", dump(rs))

@@ -79,7 +79,8 @@ func (s *Store) Txn(ops ...Op) (int64, []*mvccpb.Event) {
 	return rev, evs
 }
 
-// Compact forgets the events at or below rev.
+// Compact forgets the events below rev (those at rev are still served,
+// as by the real store).
 func (s *Store) Compact(rev int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -104,7 +105,7 @@ func (s *Store) Events(from, to int64, fn func(ev *mvccpb.Event) bool) error {
 		s.BeforeEvents(from, to)
 	}
 	s.mu.Lock()
-	if from <= s.compacted {
+	if from < s.compacted {
 		s.mu.Unlock()
 		return watch.ErrCompacted
 	}
