@@ -91,6 +91,7 @@ type Node struct {
 	snapshot uint64 // index of the last Raft snapshot
 
 	lastPersisted uint64
+	prevHS        *raftpb.HardState
 	errMu         sync.Mutex
 	err           error
 }
@@ -162,6 +163,7 @@ func Start(cfg Config) (*Node, error) {
 		n.node = raft.RestartNode(rc)
 	}
 	n.term.Store(st.HardState.GetTerm())
+	n.prevHS = st.HardState
 	go n.run()
 	return n, nil
 }
@@ -250,13 +252,15 @@ func (n *Node) handle(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		return errors.New("raftnode: receiving a snapshot from a leader is not supported by a single member")
 	}
-	if err := n.cfg.Engine.SaveRaft(rd.HardState, rd.Entries, n.lastPersisted); err != nil {
+	sync := raft.MustSync(rd.HardState, n.prevHS, len(rd.Entries))
+	if err := n.cfg.Engine.SaveRaft(rd.HardState, rd.Entries, n.lastPersisted, sync); err != nil {
 		return fmt.Errorf("persisting raft entries: %w", err)
 	}
 	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
 		if err := n.mem.SetHardState(rd.HardState); err != nil {
 			return err
 		}
+		n.prevHS = rd.HardState
 	}
 	if len(rd.Entries) > 0 {
 		if err := n.mem.Append(rd.Entries); err != nil {

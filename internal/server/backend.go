@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -29,7 +30,16 @@ func (s *Server) Propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.
 		s.raiseNoSpace(ctx)
 		return nil, rpctypes.ErrGRPCNoSpace
 	}
+	// A proposal that is not applied within the request timeout fails
+	// with etcd's "request timed out".
+	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
+	defer cancel()
 	return s.prop.Propose(ctx, r)
+}
+
+// requestTimeout is etcd's: 5s plus two election timeouts.
+func (s *Server) requestTimeout() time.Duration {
+	return 5*time.Second + 2*s.cfg.ElectionTimeout
 }
 
 func (s *Server) waitLeader(ctx context.Context) error {

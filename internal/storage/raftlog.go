@@ -69,11 +69,13 @@ func (e *Engine) LoadRaft() (*RaftState, error) {
 	return st, nil
 }
 
-// SaveRaft persists a Ready's hard state and entries in one synced batch.
-// Entries replace any persisted entries at the same or later indexes (a new
-// leader may overwrite an uncommitted tail): lastIndex is the last index
-// persisted before this call. It returns once the batch is on disk.
-func (e *Engine) SaveRaft(hs *raftpb.HardState, ents []*raftpb.Entry, lastIndex uint64) error {
+// SaveRaft persists a Ready's hard state and entries in one batch,
+// synced when sync is true (new entries, a new term or vote: what Raft
+// must not forget). A commit index alone needs no sync: it can be learned
+// again. Entries replace any persisted entries at the same or later
+// indexes (a new leader may overwrite an uncommitted tail): lastIndex is
+// the last index persisted before this call.
+func (e *Engine) SaveRaft(hs *raftpb.HardState, ents []*raftpb.Entry, lastIndex uint64, sync bool) error {
 	if raft.IsEmptyHardState(hs) && len(ents) == 0 {
 		return nil
 	}
@@ -107,6 +109,9 @@ func (e *Engine) SaveRaft(hs *raftpb.HardState, ents []*raftpb.Entry, lastIndex 
 				return err
 			}
 		}
+	}
+	if !sync {
+		return b.Commit(pebble.NoSync)
 	}
 	start := time.Now()
 	err := b.Commit(pebble.Sync)
