@@ -28,8 +28,8 @@ import (
 
 // Errors with etcd's meaning; the API maps them to rpctypes.
 var (
-	ErrStopped = errors.New("etcdserver: server stopped")
-	ErrTimeout = errors.New("etcdserver: request timed out")
+	ErrStopped  = errors.New("etcdserver: server stopped")
+	ErrTimeout  = errors.New("etcdserver: request timed out")
 	ErrTooLarge = errors.New("etcdserver: request is too large")
 )
 
