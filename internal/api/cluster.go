@@ -4,6 +4,7 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -46,24 +47,58 @@ func MembersPB(ms []*membership.Member) []*pb.Member {
 	return out
 }
 
-var errMembership = status.Error(codes.Unimplemented, "cairn: membership changes need a multi-member cluster, which this build does not serve yet")
+var errMembership = status.Error(codes.Unimplemented, "cairn: adding members needs a multi-member cluster, which this build does not serve yet")
 
-// MemberAdd is not served by a single-member build.
-func (s *ClusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+func (s *ClusterServer) find(id uint64) *membership.Member {
+	for _, m := range s.members.Members() {
+		if m.ID == id {
+			return m
+		}
+	}
+	return nil
+}
+
+// MemberAdd refuses peer URLs already in use, as etcd does; adding a
+// member is not served by a single-member build.
+func (s *ClusterServer) MemberAdd(_ context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	for _, m := range s.members.Members() {
+		for _, have := range m.PeerURLs {
+			for _, want := range r.PeerURLs {
+				if have == want {
+					return nil, rpctypes.ErrGRPCPeerURLExist
+				}
+			}
+		}
+	}
 	return nil, errMembership
 }
 
-// MemberRemove is not served by a single-member build.
-func (s *ClusterServer) MemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+// MemberRemove answers as etcd does for a single member: an unknown ID is
+// not found; removing the only member would leave no quorum.
+func (s *ClusterServer) MemberRemove(_ context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if s.find(r.ID) == nil {
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	}
+	return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
+}
+
+// MemberUpdate answers not found for an unknown ID; changing this
+// member's peer URLs is not served by a single-member build.
+func (s *ClusterServer) MemberUpdate(_ context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if s.find(r.ID) == nil {
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	}
 	return nil, errMembership
 }
 
-// MemberUpdate is not served by a single-member build.
-func (s *ClusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	return nil, errMembership
-}
-
-// MemberPromote is not served by a single-member build.
-func (s *ClusterServer) MemberPromote(context.Context, *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+// MemberPromote answers as etcd does: only a learner can be promoted.
+func (s *ClusterServer) MemberPromote(_ context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	m := s.find(r.ID)
+	if m == nil {
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	}
+	if !m.IsLearner {
+		return nil, rpctypes.ErrGRPCMemberNotLearner
+	}
 	return nil, errMembership
 }
