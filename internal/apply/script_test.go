@@ -14,7 +14,8 @@ package apply_test
 //
 // and review the diff. Files listed in knownBugs hold etcd's behaviour
 // where cairn differs: they are skipped when they fail and never
-// rewritten.
+// rewritten. Add a new file of expected etcd behaviour to knownBugs
+// before running -rewrite, or its expectations are overwritten.
 //
 // Commands (keys and values may be Go-quoted: "\x00"):
 //
