@@ -60,6 +60,8 @@ func toGRPC(err error) error {
 		return rpctypes.ErrGRPCFutureRev
 	case errors.Is(err, apply.ErrNoSpace):
 		return rpctypes.ErrGRPCNoSpace
+	case errors.Is(err, apply.ErrCorrupt):
+		return rpctypes.ErrGRPCCorrupt
 	case errors.Is(err, apply.ErrKeyNotFound):
 		return rpctypes.ErrGRPCKeyNotFound
 	case errors.Is(err, apply.ErrLeaseNotFound), errors.Is(err, lease.ErrLeaseNotFound):

@@ -44,6 +44,21 @@ func checkDeleteRange(r *pb.DeleteRangeRequest) error {
 }
 
 func checkTxn(r *pb.TxnRequest, maxOps int) error {
+	if err := checkTxnOps(r, maxOps); err != nil {
+		return err
+	}
+	// Duplicate keys are looked for once, over the whole request, after
+	// every operation passed its own checks (etcd's order).
+	if _, _, err := txnWriteSet(r.Success); err != nil {
+		return err
+	}
+	if _, _, err := txnWriteSet(r.Failure); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkTxnOps(r *pb.TxnRequest, maxOps int) error {
 	n := len(r.Compare)
 	if len(r.Success) > n {
 		n = len(r.Success)
@@ -66,12 +81,6 @@ func checkTxn(r *pb.TxnRequest, maxOps int) error {
 			}
 		}
 	}
-	if _, _, err := txnWriteSet(r.Success); err != nil {
-		return err
-	}
-	if _, _, err := txnWriteSet(r.Failure); err != nil {
-		return err
-	}
 	return nil
 }
 
@@ -84,9 +93,9 @@ func checkOp(op *pb.RequestOp, maxOps int) error {
 	case *pb.RequestOp_RequestDeleteRange:
 		return checkDeleteRange(x.RequestDeleteRange)
 	case *pb.RequestOp_RequestTxn:
-		return checkTxn(x.RequestTxn, maxOps)
+		return checkTxnOps(x.RequestTxn, maxOps)
 	}
-	return nil
+	return rpctypes.ErrGRPCKeyNotFound // an operation with no request, as etcd answers
 }
 
 // span is a deleted key or key range; an empty end means to the end of
@@ -121,10 +130,12 @@ func txnWriteSet(ops []*pb.RequestOp) (map[string]struct{}, []span, error) {
 	for _, op := range ops {
 		if d, ok := op.Request.(*pb.RequestOp_RequestDeleteRange); ok && d.RequestDeleteRange != nil {
 			r := d.RequestDeleteRange
-			s := span{key: r.Key, single: len(r.RangeEnd) == 0}
-			if !s.single && !(len(r.RangeEnd) == 1 && r.RangeEnd[0] == 0) {
-				s.end = r.RangeEnd
+			if len(r.RangeEnd) == 1 && r.RangeEnd[0] == 0 {
+				// etcd checks "from key" deletes as the interval
+				// [key, "\x00"), which holds no key: it never conflicts.
+				continue
 			}
+			s := span{key: r.Key, single: len(r.RangeEnd) == 0, end: r.RangeEnd}
 			dels = append(dels, s)
 		}
 	}

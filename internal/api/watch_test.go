@@ -534,7 +534,7 @@ func TestWatchServerProtocol(t *testing.T) {
 	checkResp(t, got[6], wantResp{id: 2, rev: 6, created: true})
 
 	// Compacted starts: below the compaction revision etcd names it; at
-	// it, this store can only offer the revision after.
+	// it, the events from the compaction revision on are served.
 	s.create(&pb.WatchCreateRequest{Key: []byte("a"), WatchId: 20, StartRevision: 3})
 	got = s.next(2)
 	checkResp(t, got[0], wantResp{id: 20, rev: 6, created: true})
@@ -542,13 +542,13 @@ func TestWatchServerProtocol(t *testing.T) {
 	s.create(&pb.WatchCreateRequest{Key: []byte("a"), WatchId: 21, StartRevision: 5})
 	got = s.next(2)
 	checkResp(t, got[0], wantResp{id: 21, rev: 6, created: true})
-	checkResp(t, got[1], wantResp{id: 21, rev: 0, compact: 6, canceled: true})
+	checkResp(t, got[1], wantResp{id: 21, rev: 6, events: 2}) // revisions 5 and 6
 	// The client's cancel of a compacted watcher is answered.
 	s.cancel(20)
 	checkResp(t, s.next(1)[0], wantResp{id: 20, rev: 6, canceled: true})
 	// Unknown ids get silence; the next answer is the following request's.
 	s.cancel(55)
-	s.cancel(21)
+	s.cancel(21) // a live watcher: its cancel is answered too
 	checkResp(t, s.next(1)[0], wantResp{id: 21, rev: 6, canceled: true})
 
 	// A future start revision: created now, events from that revision on.

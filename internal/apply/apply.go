@@ -40,6 +40,7 @@ import (
 // Errors that apply reports in results, with etcd's texts.
 var (
 	ErrNoSpace        = errors.New("etcdserver: mvcc: database space exceeded")
+	ErrCorrupt        = errors.New("etcdserver: corrupt cluster")
 	ErrKeyNotFound    = errors.New("etcdserver: key not found")
 	ErrLeaseNotFound  = errors.New("etcdserver: requested lease not found")
 	ErrUnknownRequest = errors.New("apply: request of an unknown kind")
@@ -211,6 +212,17 @@ func (a *Applier) NoSpace() bool {
 	defer a.mu.Unlock()
 	for k := range a.alarms {
 		if k.alarm == pb.AlarmType_NOSPACE {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Applier) corrupt() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.alarms {
+		if k.alarm == pb.AlarmType_CORRUPT {
 			return true
 		}
 	}

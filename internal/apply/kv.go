@@ -80,8 +80,13 @@ func Range(r Reader, req *pb.RangeRequest) (*pb.RangeResponse, error) {
 		resp.More = true
 	}
 	if req.KeysOnly {
+		// etcd's keys-only read leaves out the value, and the lease too
+		// unless the keys are sorted by value.
 		for _, kv := range kvs {
 			kv.Value = nil
+			if req.SortTarget != pb.RangeRequest_VALUE {
+				kv.Lease = 0
+			}
 		}
 	}
 	resp.Kvs = kvs
@@ -125,6 +130,11 @@ func sortKVs(kvs []*mvccpb.KeyValue, target pb.RangeRequest_SortTarget, desc boo
 func (a *Applier) put(w *mvcc.Write, req *pb.PutRequest) (*pb.PutResponse, error) {
 	resp := &pb.PutResponse{Header: &pb.ResponseHeader{}}
 	val, leaseID := req.Value, req.Lease
+	if leaseID != 0 {
+		if _, err := a.lessor.Lookup(lease.ID(leaseID)); err != nil {
+			return nil, ErrLeaseNotFound
+		}
+	}
 	var prev *mvccpb.KeyValue
 	if req.IgnoreValue || req.IgnoreLease || req.PrevKv {
 		rr, err := w.Range(req.Key, nil, mvcc.RangeOptions{})
@@ -291,12 +301,14 @@ func (a *Applier) op(w *mvcc.Write, op *pb.RequestOp, path *[]bool) (*pb.Respons
 		if err != nil {
 			return nil, err
 		}
+		resp.Header.Revision = w.Rev()
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{ResponsePut: resp}}, nil
 	case *pb.RequestOp_RequestDeleteRange:
 		resp, err := a.deleteRange(w, r.RequestDeleteRange)
 		if err != nil {
 			return nil, err
 		}
+		resp.Header.Revision = w.Rev() // new only if something changed so far
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: resp}}, nil
 	case *pb.RequestOp_RequestTxn:
 		resp, err := a.runTxn(w, r.RequestTxn, path)
@@ -353,7 +365,7 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	case pb.Compare_LESS:
 		return res < 0
 	}
-	return false
+	return true // an unknown result constrains nothing, as in etcd
 }
 
 func cmpInt(a, b int64) int {
@@ -364,21 +376,4 @@ func cmpInt(a, b int64) int {
 		return 1
 	}
 	return 0
-}
-
-// setRevisions fills every header in a txn response with rev.
-func setRevisions(resp *pb.TxnResponse, rev int64) {
-	resp.Header.Revision = rev
-	for _, r := range resp.Responses {
-		switch x := r.Response.(type) {
-		case *pb.ResponseOp_ResponseRange:
-			x.ResponseRange.Header.Revision = rev
-		case *pb.ResponseOp_ResponsePut:
-			x.ResponsePut.Header.Revision = rev
-		case *pb.ResponseOp_ResponseDeleteRange:
-			x.ResponseDeleteRange.Header.Revision = rev
-		case *pb.ResponseOp_ResponseTxn:
-			setRevisions(x.ResponseTxn, rev)
-		}
-	}
 }

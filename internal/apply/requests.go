@@ -20,6 +20,9 @@ import (
 // watch events it produced and the error to report to the client. An
 // error leaves the state unchanged.
 func (a *Applier) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) (proto.Message, []*mvccpb.Event, error) {
+	if a.corrupt() && refusedWhenCorrupt(req) {
+		return nil, nil, ErrCorrupt
+	}
 	switch {
 	case req.Put != nil:
 		if a.NoSpace() {
@@ -52,7 +55,9 @@ func (a *Applier) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) (pr
 		if err != nil {
 			return nil, nil, err
 		}
-		setRevisions(resp, w.Rev())
+		// Inner responses carry the revision each op saw or made (a
+		// nested txn's own header stays 0), as in etcd.
+		resp.Header.Revision = w.Rev()
 		return resp, evs, nil
 	case req.Range != nil:
 		resp, err := Range(a.kv.Write(b), req.Range)
@@ -133,7 +138,11 @@ func (a *Applier) alarm(b *pebble.Batch, req *pb.AlarmRequest) (proto.Message, [
 	resp := &pb.AlarmResponse{Header: &pb.ResponseHeader{Revision: a.kv.PendingRev()}}
 	switch req.Action {
 	case pb.AlarmRequest_GET:
-		resp.Alarms = a.Alarms()
+		for _, al := range a.Alarms() {
+			if req.Alarm == pb.AlarmType_NONE || al.Alarm == req.Alarm {
+				resp.Alarms = append(resp.Alarms, al)
+			}
+		}
 	case pb.AlarmRequest_ACTIVATE:
 		if req.Alarm == pb.AlarmType_NONE {
 			break
@@ -153,8 +162,8 @@ func (a *Applier) alarm(b *pebble.Batch, req *pb.AlarmRequest) (proto.Message, [
 	case pb.AlarmRequest_DEACTIVATE:
 		var keys []alarmKey
 		a.mu.Lock()
-		for k := range a.alarms {
-			if (req.MemberID == 0 || k.member == req.MemberID) && (req.Alarm == pb.AlarmType_NONE || k.alarm == req.Alarm) {
+		if k := (alarmKey{req.MemberID, req.Alarm}); true {
+			if _, ok := a.alarms[k]; ok {
 				keys = append(keys, k)
 			}
 		}
@@ -172,6 +181,36 @@ func (a *Applier) alarm(b *pebble.Batch, req *pb.AlarmRequest) (proto.Message, [
 		sortAlarms(resp.Alarms)
 	}
 	return resp, nil, nil
+}
+
+// refusedWhenCorrupt lists what etcd refuses under the CORRUPT alarm:
+// every change and every read that goes through Raft, but not a
+// read-only txn (etcd serves those without Raft).
+func refusedWhenCorrupt(req *pb.InternalRaftRequest) bool {
+	switch {
+	case req.Txn != nil:
+		return txnChanges(req.Txn)
+	case req.Put != nil, req.DeleteRange != nil, req.Range != nil, req.Compaction != nil,
+		req.LeaseGrant != nil, req.LeaseRevoke != nil:
+		return true
+	}
+	return false
+}
+
+func txnChanges(t *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
+		for _, op := range ops {
+			switch r := op.Request.(type) {
+			case *pb.RequestOp_RequestPut, *pb.RequestOp_RequestDeleteRange:
+				return true
+			case *pb.RequestOp_RequestTxn:
+				if txnChanges(r.RequestTxn) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func txnWrites(t *pb.TxnRequest) bool {

@@ -86,24 +86,7 @@ func rewriteFlag() bool {
 // knownBugs are script files whose expected output is etcd's behaviour
 // that cairn does not have yet. They are skipped (with the reason) when
 // they fail, and never rewritten. Remove an entry once its file passes.
-var knownBugs = map[string]string{
-	"txn_headers": "inner txn response headers: apply.setRevisions (kv.go) gives every " +
-		"inner response the txn's final revision; etcd gives a range the revision it read at, " +
-		"a delete that changed nothing before it the old revision, and a nested txn revision 0",
-	"put_error_order": "Applier.put (kv.go) checks that an ignore_value/ignore_lease key exists " +
-		"before it looks the lease up; etcd's txn.Put runs checkLease first, so a put with both an " +
-		"unknown lease and a missing key fails with lease not found",
-	"range_keys_only": "apply.Range (kv.go) keeps the lease in keys_only results; etcd 3.7's " +
-		"fast keys-only path (sort target not VALUE) returns pairs without the lease",
-	"alarm_get_deactivate": "Applier.alarm (requests.go): GET ignores the alarm type and lists " +
-		"all alarms, DEACTIVATE treats member 0 / alarm NONE as wildcards; etcd's AlarmStore.Get " +
-		"filters by type and Deactivate clears exactly (member, alarm)",
-	"alarm_corrupt": "applyRequest (requests.go) ignores the CORRUPT alarm; etcd's applierV3Corrupt " +
-		"refuses put, range, delete, txn, compaction, lease grant and revoke with " +
-		"\"etcdserver: corrupt cluster\"",
-	"txn_compare_result": "compareKV (kv.go) returns false for an unknown Compare.Result; " +
-		"etcd's compareKV returns true",
-}
+var knownBugs = map[string]string{}
 
 func TestScripts(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))

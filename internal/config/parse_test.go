@@ -73,7 +73,7 @@ func TestDefaults(t *testing.T) {
 		AutoCompactionMode:          "periodic",
 		AutoCompactionRetention:     "0",
 		CompactionBatchLimit:        1000,
-		LeaseCheckpointInterval:     5 * time.Minute,
+		LeaseCheckpointInterval:     5 * time.Second,
 		WatchProgressNotifyInterval: 10 * time.Minute,
 		GRPCKeepAliveMinTime:        5 * time.Second,
 		GRPCKeepAliveInterval:       2 * time.Hour,

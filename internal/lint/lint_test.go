@@ -166,10 +166,7 @@ type knownViolation struct {
 
 // knownViolations are reported with t.Log, not as failures. Each needs a
 // reason and should disappear: delete the entry once the import is gone.
-var knownViolations = map[knownViolation]string{
-	{"internal/storage", raftModule}: "uses raft.IsEmptyHardState; a local empty-HardState check removes the import",
-	{"internal/server", raftModule}:  "uses raft.None and raft.Peer at bootstrap; raftnode can export its own",
-}
+var knownViolations = map[knownViolation]string{}
 
 // violation is a failed rule.
 type violation struct {

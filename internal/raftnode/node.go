@@ -32,6 +32,13 @@ import (
 	"github.com/cairn-kv/cairn/internal/storage"
 )
 
+// None is the ID of no member: no leader is known.
+const None = raft.None
+
+// Peer is an initial member of a new cluster (its ID and the context of
+// the configuration entry that adds it).
+type Peer = raft.Peer
+
 // Transport carries Raft messages to other members. A single member has
 // none to send; the cluster transport implements it.
 type Transport interface {

@@ -9,19 +9,19 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.etcd.io/raft/v3"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/raftnode"
 	"github.com/cairn-kv/cairn/internal/version"
 )
 
 // Propose sends a request through Raft. Writes that would grow the store
 // past --quota-backend-bytes raise the NOSPACE alarm and are refused.
 func (s *Server) Propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
-	if s.node.Lead() == raft.None {
+	if s.node.Lead() == raftnode.None {
 		if err := s.waitLeader(ctx); err != nil {
 			return nil, err
 		}
@@ -45,7 +45,7 @@ func (s *Server) requestTimeout() time.Duration {
 func (s *Server) waitLeader(ctx context.Context) error {
 	select {
 	case <-s.readyC:
-		if s.node.Lead() == raft.None {
+		if s.node.Lead() == raftnode.None {
 			return rpctypes.ErrGRPCNoLeader
 		}
 		return nil
@@ -111,7 +111,7 @@ func (s *Server) raiseNoSpace(ctx context.Context) {
 
 // LinearizableRead waits until a read sees every acknowledged write.
 func (s *Server) LinearizableRead(ctx context.Context) error {
-	if s.node.Lead() == raft.None {
+	if s.node.Lead() == raftnode.None {
 		if err := s.waitLeader(ctx); err != nil {
 			return err
 		}
@@ -139,7 +139,7 @@ func (s *Server) Header() *pb.ResponseHeader {
 }
 
 // HasLeader reports whether a leader is known.
-func (s *Server) HasLeader() bool { return s.node.Lead() != raft.None }
+func (s *Server) HasLeader() bool { return s.node.Lead() != raftnode.None }
 
 // Alarms lists raised alarms.
 func (s *Server) Alarms() []*pb.AlarmMember { return s.applier.Alarms() }

@@ -19,7 +19,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
@@ -85,7 +84,7 @@ func New(cfg *config.Config, lg *zap.Logger) (*Server, error) {
 	s.compactCond = sync.NewCond(&s.compactMu)
 	s.metrics = newMetrics(s)
 	dir := filepath.Join(cfg.MemberDataDir(), "member")
-	eng, err := storage.Open(dir, storage.Options{})
+	eng, err := storage.Open(dir, storage.Options{WALDir: cfg.WalDir})
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +103,7 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
-	var peers []raft.Peer
+	var peers []raftnode.Peer
 	if v, ok, err := storage.GetMeta(s.eng.DB(), storage.MetaCluster); err != nil {
 		return err
 	} else if ok {
@@ -194,7 +193,7 @@ func (s *Server) open() error {
 
 // bootstrap computes a new member's identity from --initial-cluster and
 // returns the Raft peers to start with.
-func (s *Server) bootstrap() ([]raft.Peer, error) {
+func (s *Server) bootstrap() ([]raftnode.Peer, error) {
 	cfg := s.cfg
 	if cfg.InitialClusterState == "existing" {
 		return nil, errors.New("--initial-cluster-state=existing needs a cluster to join, which this build cannot do yet; use new")
@@ -227,10 +226,10 @@ func (s *Server) bootstrap() ([]raft.Peer, error) {
 	if err := b.Commit(nil); err != nil {
 		return nil, err
 	}
-	var peers []raft.Peer
+	var peers []raftnode.Peer
 	for _, m := range ms {
 		ctx, _ := json.Marshal(m)
-		peers = append(peers, raft.Peer{ID: m.ID, Context: ctx})
+		peers = append(peers, raftnode.Peer{ID: m.ID, Context: ctx})
 	}
 	return peers, nil
 }
@@ -292,12 +291,12 @@ func (s *Server) onLeader(lead uint64, isLeader bool) {
 	} else {
 		s.lessor.Demote()
 	}
-	if lead != raft.None {
+	if lead != raftnode.None {
 		s.lg.Info("leader changed", zap.String("leader", fmt.Sprintf("%x", lead)))
 	} else {
 		s.lg.Warn("lost leader")
 	}
-	if lead != raft.None {
+	if lead != raftnode.None {
 		select {
 		case <-s.readyC:
 		default:

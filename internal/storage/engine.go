@@ -79,6 +79,10 @@ type Options struct {
 	FS vfs.FS
 	// CacheBytes is the block cache size; 0 means 32 MiB.
 	CacheBytes int64
+	// WALDir puts the write-ahead log (where every Raft batch is
+	// synced) in its own directory, e.g. on a dedicated disk; "" keeps
+	// it in dir.
+	WALDir string
 }
 
 // Open opens (creating if needed) the engine in dir.
@@ -112,6 +116,15 @@ func Open(dir string, o Options) (*Engine, error) {
 		MaxOpenFiles:                1000,
 		Logger:                      quietLogger{},
 		FormatMajorVersion:          pebble.FormatNewest,
+		WALDir:                      o.WALDir,
+	}
+	if o.WALDir != "" && o.FS == nil {
+		if err := os.MkdirAll(o.WALDir, 0o700); err != nil {
+			return nil, fmt.Errorf("cannot create wal dir %q: %w", o.WALDir, err)
+		}
+		if err := checkWritable(o.WALDir); err != nil {
+			return nil, err
+		}
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {

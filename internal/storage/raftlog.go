@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -20,7 +19,7 @@ type RaftState struct {
 
 // Empty reports whether nothing was ever persisted (a new member).
 func (s *RaftState) Empty() bool {
-	return raft.IsEmptyHardState(s.HardState) && s.Snapshot.GetIndex() == 0 && len(s.Entries) == 0
+	return isEmptyHardState(s.HardState) && s.Snapshot.GetIndex() == 0 && len(s.Entries) == 0
 }
 
 func entryKey(index uint64) []byte { return withPrefix(prefixEntry, u64(index)) }
@@ -76,12 +75,12 @@ func (e *Engine) LoadRaft() (*RaftState, error) {
 // indexes (a new leader may overwrite an uncommitted tail): lastIndex is
 // the last index persisted before this call.
 func (e *Engine) SaveRaft(hs *raftpb.HardState, ents []*raftpb.Entry, lastIndex uint64, sync bool) error {
-	if raft.IsEmptyHardState(hs) && len(ents) == 0 {
+	if isEmptyHardState(hs) && len(ents) == 0 {
 		return nil
 	}
 	b := e.db.NewBatch()
 	defer b.Close()
-	if !raft.IsEmptyHardState(hs) {
+	if !isEmptyHardState(hs) {
 		v, err := proto.Marshal(hs)
 		if err != nil {
 			return err
@@ -140,4 +139,8 @@ func (e *Engine) SaveSnapshot(meta *raftpb.SnapshotMetadata, compactIndex uint64
 		}
 	}
 	return b.Commit(pebble.Sync)
+}
+
+func isEmptyHardState(hs *raftpb.HardState) bool {
+	return hs == nil || (hs.GetTerm() == 0 && hs.GetVote() == 0 && hs.GetCommit() == 0)
 }
