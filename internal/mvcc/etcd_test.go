@@ -286,16 +286,12 @@ func TestCompactionKeepsLatestBelow(t *testing.T) {
 	}
 }
 
-// bugRebuildVersion is the known bug that the tests below show.
-const bugRebuildVersion = "BUG: mvcc.Open rebuilds create revision and version from the surviving records, not from the stored KeyValue: wrong after CompactPhysical (store.go Open)"
-
 // TestReopenAfterPhysicalCompactionKeepsCreateAndVersion: after the records
 // below the compaction are removed and the index is rebuilt from what
 // remains, the next put of a key must still carry the key's create revision
 // and count its version from its real history (etcd rebuilds both from the
 // stored KeyValue).
 func TestReopenAfterPhysicalCompactionKeepsCreateAndVersion(t *testing.T) {
-	t.Skip(bugRebuildVersion)
 	mb := openMember(t, "s", t.TempDir())
 	defer mb.close(t)
 	apply(t, mb, func(w *mvcc.Write) { mustPut(t, w, "k", "1", 0) }) // 2

@@ -53,6 +53,20 @@ func (h *keyHistory) put(rev Revision) {
 	g.ver++
 }
 
+// restore adds a record read back from the store at start. The first
+// record of a generation may not be its creation (compaction removed the
+// ones before it), so the creation revision and the version come from
+// the record itself.
+func (h *keyHistory) restore(rev Revision, created, version int64) {
+	g := &h.generations[len(h.generations)-1]
+	if len(g.revs) == 0 {
+		g.created = Revision{Main: created}
+		g.ver = version - 1
+	}
+	g.revs = append(g.revs, rev)
+	g.ver++
+}
+
 // tombstone closes the current generation with rev. The key must be live.
 func (h *keyHistory) tombstone(rev Revision) {
 	h.put(rev)

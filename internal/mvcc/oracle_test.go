@@ -302,7 +302,6 @@ func TestOracle(t *testing.T) {
 // TestOracleReopenAfterPhysicalCompaction is the oracle with reopens at any
 // point, including after records below the compaction were removed.
 func TestOracleReopenAfterPhysicalCompaction(t *testing.T) {
-	t.Skip(bugRebuildVersion)
 	for _, seed := range []uint64{11, 12, 13} {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			runOracle(t, oracleSeed(t, seed), oracleConfig{steps: oracleSteps(t, 150), reopenAfterPhysical: true})

@@ -101,14 +101,14 @@ func Open(db *pebble.DB) (*Store, error) {
 				h.tombstone(r)
 			}
 		} else {
-			h.put(r)
+			h.restore(r, kv.CreateRevision, kv.Version)
 		}
 		if main > s.rev {
 			s.rev = main
 		}
 	}
 	if err := it.Error(); err != nil {
-		return nil, err
+		return nil, storage.Classify(err)
 	}
 	// Records at or below the compaction revision may still be present if
 	// the physical compaction did not finish before a stop: compact the

@@ -84,7 +84,7 @@ func New(cfg *config.Config, lg *zap.Logger) (*Server, error) {
 	s.compactCond = sync.NewCond(&s.compactMu)
 	s.metrics = newMetrics(s)
 	dir := filepath.Join(cfg.MemberDataDir(), "member")
-	eng, err := storage.Open(dir, storage.Options{WALDir: cfg.WalDir})
+	eng, err := storage.Open(dir, storage.Options{WALDir: cfg.WalDir, OnFatal: func(err error) { s.fatal(err) }})
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,6 +70,10 @@ var ErrCorrupt = errors.New("data dir is corrupt")
 type Engine struct {
 	db  *pebble.DB
 	dir string
+
+	fatalMu  sync.Mutex
+	fatalErr error
+	onFatal  func(error)
 	// OnSync, when set, observes the duration of each synced Raft batch.
 	OnSync func(time.Duration)
 }
@@ -79,6 +84,10 @@ type Options struct {
 	FS vfs.FS
 	// CacheBytes is the block cache size; 0 means 32 MiB.
 	CacheBytes int64
+	// OnFatal is called once when pebble finds damaged files or fails in
+	// the background (the error wraps ErrCorrupt). The member must stop:
+	// its data cannot be trusted. nil only records the error (Fatal).
+	OnFatal func(error)
 	// WALDir puts the write-ahead log (where every Raft batch is
 	// synced) in its own directory, e.g. on a dedicated disk; "" keeps
 	// it in dir.
@@ -105,6 +114,7 @@ func Open(dir string, o Options) (*Engine, error) {
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
+	e := &Engine{dir: dir, onFatal: o.OnFatal}
 	opts := &pebble.Options{
 		FS:                          fs,
 		Cache:                       cache,
@@ -114,7 +124,7 @@ func Open(dir string, o Options) (*Engine, error) {
 		L0StopWritesThreshold:       1000,
 		LBaseMaxBytes:               64 << 20,
 		MaxOpenFiles:                1000,
-		Logger:                      quietLogger{},
+		Logger:                      quietLogger{e},
 		FormatMajorVersion:          pebble.FormatNewest,
 		WALDir:                      o.WALDir,
 	}
@@ -126,11 +136,26 @@ func Open(dir string, o Options) (*Engine, error) {
 			return nil, err
 		}
 	}
+	opts.EventListener = &pebble.EventListener{
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			e.fail(fmt.Errorf("%w: %s: %v", ErrCorrupt, info.Path, info.Details))
+		},
+		BackgroundError: func(err error) {
+			if pebble.IsCorruptionError(err) {
+				e.fail(fmt.Errorf("%w: %v", ErrCorrupt, err))
+			}
+		},
+	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, classifyOpenError(dir, err)
 	}
-	return &Engine{db: db, dir: dir}, nil
+	e.db = db
+	if err := e.Fatal(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return e, nil
 }
 
 func checkWritable(dir string) error {
@@ -223,12 +248,42 @@ func get(r pebble.Reader, key []byte) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-type quietLogger struct{}
+// fail records the first fatal storage error and tells the owner.
+func (e *Engine) fail(err error) {
+	e.fatalMu.Lock()
+	first := e.fatalErr == nil
+	if first {
+		e.fatalErr = err
+	}
+	e.fatalMu.Unlock()
+	if first && e.onFatal != nil {
+		e.onFatal(err)
+	}
+}
+
+// Fatal is the fatal storage error seen so far, if any.
+func (e *Engine) Fatal() error {
+	e.fatalMu.Lock()
+	defer e.fatalMu.Unlock()
+	return e.fatalErr
+}
+
+// Classify wraps pebble's corruption errors in ErrCorrupt.
+func Classify(err error) error {
+	if err != nil && pebble.IsCorruptionError(err) && !errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return err
+}
+
+// quietLogger keeps pebble's chatter out of the member's log and turns
+// its fatal reports into an error for the member instead of a crash.
+type quietLogger struct{ e *Engine }
 
 func (quietLogger) Infof(string, ...interface{})  {}
 func (quietLogger) Errorf(string, ...interface{}) {}
-func (quietLogger) Fatalf(format string, args ...interface{}) {
-	panic(fmt.Sprintf(format, args...))
+func (l quietLogger) Fatalf(format string, args ...interface{}) {
+	l.e.fail(fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...)))
 }
 
 // CompactAll runs a manual compaction over the whole key space, so space

@@ -28,14 +28,14 @@ func entryKey(index uint64) []byte { return withPrefix(prefixEntry, u64(index)) 
 func (e *Engine) LoadRaft() (*RaftState, error) {
 	st := &RaftState{HardState: &raftpb.HardState{}, Snapshot: &raftpb.SnapshotMetadata{}}
 	if v, ok, err := get(e.db, keyHardState); err != nil {
-		return nil, err
+		return nil, Classify(err)
 	} else if ok {
 		if err := proto.Unmarshal(v, st.HardState); err != nil {
 			return nil, fmt.Errorf("%w: hard state: %v", ErrCorrupt, err)
 		}
 	}
 	if v, ok, err := get(e.db, keySnapMeta); err != nil {
-		return nil, err
+		return nil, Classify(err)
 	} else if ok {
 		if err := proto.Unmarshal(v, st.Snapshot); err != nil {
 			return nil, fmt.Errorf("%w: snapshot metadata: %v", ErrCorrupt, err)
@@ -63,6 +63,9 @@ func (e *Engine) LoadRaft() (*RaftState, error) {
 		next++
 	}
 	if err := it.Error(); err != nil {
+		return nil, Classify(err)
+	}
+	if err := e.Fatal(); err != nil {
 		return nil, err
 	}
 	return st, nil
