@@ -115,35 +115,51 @@ func New(d Deps) (*Applier, error) {
 		confState: &raftpb.ConfState{},
 	}
 	a.cond = sync.NewCond(&a.mu)
-	if v, ok, err := storage.GetMeta(d.DB, storage.MetaApplied); err != nil {
-		return nil, err
-	} else if ok {
-		a.applied = storage.U64(v)
-		if len(v) >= 16 {
-			a.term = storage.U64(v[8:])
-		}
-	}
-	if v, ok, err := storage.GetMeta(d.DB, storage.MetaConfState); err != nil {
-		return nil, err
-	} else if ok {
-		if err := proto.Unmarshal(v, a.confState); err != nil {
-			return nil, fmt.Errorf("%w: conf state: %v", storage.ErrCorrupt, err)
-		}
-	}
-	lo, hi := storage.AlarmSpan()
-	it, err := d.DB.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return nil, err
-	}
-	for it.First(); it.Valid(); it.Next() {
-		if m, al, ok := storage.ParseAlarmKey(it.Key()); ok {
-			a.alarms[alarmKey{m, pb.AlarmType(al)}] = struct{}{}
-		}
-	}
-	if err := it.Close(); err != nil {
+	if err := a.Reload(); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// Reload re-reads the applied index, configuration and alarms from the
+// store (at start, and after a leader's snapshot replaced the state).
+func (a *Applier) Reload() error {
+	var applied, term uint64
+	if v, ok, err := storage.GetMeta(a.db, storage.MetaApplied); err != nil {
+		return err
+	} else if ok {
+		applied = storage.U64(v)
+		if len(v) >= 16 {
+			term = storage.U64(v[8:])
+		}
+	}
+	cs := &raftpb.ConfState{}
+	if v, ok, err := storage.GetMeta(a.db, storage.MetaConfState); err != nil {
+		return err
+	} else if ok {
+		if err := proto.Unmarshal(v, cs); err != nil {
+			return fmt.Errorf("%w: conf state: %v", storage.ErrCorrupt, err)
+		}
+	}
+	alarms := make(map[alarmKey]struct{})
+	lo, hi := storage.AlarmSpan()
+	it, err := a.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if m, al, ok := storage.ParseAlarmKey(it.Key()); ok {
+			alarms[alarmKey{m, pb.AlarmType(al)}] = struct{}{}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.applied, a.term, a.confState, a.alarms = applied, term, cs, alarms
+	a.mu.Unlock()
+	a.cond.Broadcast()
+	return nil
 }
 
 // Applied is the last applied index.
@@ -251,7 +267,13 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 	lastIndex := applied
 	for _, ent := range ents {
 		if ent.GetIndex() <= applied {
-			continue // already in the state machine (replay after restart)
+			// Already in the state machine (it came with a leader's
+			// snapshot newer than Raft's): Raft still needs to hear of
+			// configuration changes, the state does not.
+			if err := a.replayConfChange(ent); err != nil {
+				return err
+			}
+			continue
 		}
 		start := time.Now()
 		switch ent.GetType() {
@@ -317,6 +339,28 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 	for _, p := range results {
 		a.waits.Trigger(p.id, p.res)
 	}
+	return nil
+}
+
+func (a *Applier) replayConfChange(ent *raftpb.Entry) error {
+	var cc raftpb.ConfChangeI
+	switch ent.GetType() {
+	case raftpb.EntryConfChange:
+		c := &raftpb.ConfChange{}
+		if err := proto.Unmarshal(ent.GetData(), c); err != nil {
+			return fmt.Errorf("%w: conf change %d: %v", storage.ErrCorrupt, ent.GetIndex(), err)
+		}
+		cc = c
+	case raftpb.EntryConfChangeV2:
+		c := &raftpb.ConfChangeV2{}
+		if err := proto.Unmarshal(ent.GetData(), c); err != nil {
+			return fmt.Errorf("%w: conf change %d: %v", storage.ErrCorrupt, ent.GetIndex(), err)
+		}
+		cc = c
+	default:
+		return nil
+	}
+	a.conf.ApplyConfChange(cc)
 	return nil
 }
 

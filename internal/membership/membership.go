@@ -93,20 +93,32 @@ type Set struct {
 // Load reads the member set from the store.
 func Load(r pebble.Reader, clusterID uint64) (*Set, error) {
 	s := &Set{clusterID: clusterID, members: map[uint64]*Member{}, removed: map[uint64]bool{}}
+	return s, s.Reload(r)
+}
+
+// Reload re-reads the member set from the store.
+func (s *Set) Reload(r pebble.Reader) error {
+	members := map[uint64]*Member{}
 	lo, hi := storage.MemberSpan()
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
 		m := &Member{}
 		if err := json.Unmarshal(it.Value(), m); err != nil {
-			return nil, fmt.Errorf("%w: member record: %v", storage.ErrCorrupt, err)
+			return fmt.Errorf("%w: member record: %v", storage.ErrCorrupt, err)
 		}
-		s.members[m.ID] = m
+		members[m.ID] = m
 	}
-	return s, it.Error()
+	if err := it.Error(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.members = members
+	s.mu.Unlock()
+	return nil
 }
 
 // ClusterID is the cluster's ID.

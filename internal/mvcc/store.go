@@ -72,26 +72,50 @@ func (s *Store) Bytes() int64 { return s.bytes.Load() }
 // caller re-attach keys to leases.
 func Open(db *pebble.DB) (*Store, error) {
 	s := &Store{db: db, ix: newIndex(), compactRev: -1}
-	if v, ok, err := storage.GetMeta(db, storage.MetaScheduledCompact); err != nil {
+	if err := s.load(); err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// Reload rebuilds the store from the records in its database, after they
+// were replaced wholesale (a snapshot from the leader was installed).
+// Readers see the old state until it returns, then the new one.
+func (s *Store) Reload() error {
+	n := &Store{db: s.db, ix: newIndex(), compactRev: -1}
+	if err := n.load(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.ix, s.rev, s.pendingRev, s.compactRev, s.keep = n.ix, n.rev, n.pendingRev, n.compactRev, n.keep
+	s.bytes.Store(n.bytes.Load())
+	s.mu.Unlock()
+	return nil
+}
+
+// load reads the compaction state and rebuilds the index into s.
+func (s *Store) load() error {
+	db := s.db
+	if v, ok, err := storage.GetMeta(db, storage.MetaScheduledCompact); err != nil {
+		return err
 	} else if ok {
 		s.compactRev = int64(storage.U64(v))
 	}
 	lo, hi := storage.KVSpan()
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer it.Close()
 	var kv mvccpb.KeyValue
 	for it.First(); it.Valid(); it.Next() {
 		main, sub, tomb, ok := storage.ParseKVKey(it.Key())
 		if !ok {
-			return nil, fmt.Errorf("%w: bad revision key %x", storage.ErrCorrupt, it.Key())
+			return fmt.Errorf("%w: bad revision key %x", storage.ErrCorrupt, it.Key())
 		}
 		kv.Reset()
 		if err := proto.Unmarshal(it.Value(), &kv); err != nil {
-			return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, main, sub, err)
+			return fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, main, sub, err)
 		}
 		s.bytes.Add(int64(len(it.Key()) + len(it.Value())))
 		h := s.ix.getOrCreate(kv.Key)
@@ -108,7 +132,7 @@ func Open(db *pebble.DB) (*Store, error) {
 		}
 	}
 	if err := it.Error(); err != nil {
-		return nil, storage.Classify(err)
+		return storage.Classify(err)
 	}
 	// Records at or below the compaction revision may still be present if
 	// the physical compaction did not finish before a stop: compact the
@@ -124,7 +148,7 @@ func Open(db *pebble.DB) (*Store, error) {
 		s.rev = 1 // an empty store is at revision 1, as in etcd
 	}
 	s.pendingRev = s.rev
-	return s, nil
+	return nil
 }
 
 // Rev is the published revision.

@@ -57,12 +57,15 @@ type Config struct {
 	Engine         *storage.Engine
 	Transport      Transport
 	Logger         *zap.Logger
-	// Applied is the applied index recovered from the state machine, and
-	// ConfState the configuration as of that index. Raft does not deliver
-	// entries at or below Applied again, so it must start from ConfState
-	// rather than replay the configuration entries.
-	Applied   uint64
-	ConfState *raftpb.ConfState
+	// Applied is the applied index recovered from the state machine,
+	// AppliedTerm its term, and ConfState the configuration as of that
+	// index. Raft does not deliver entries at or below Applied again, so
+	// it must start from ConfState rather than replay the configuration
+	// entries. A state machine ahead of the log (a snapshot installed just
+	// before a crash) counts as a Raft snapshot at Applied.
+	Applied     uint64
+	AppliedTerm uint64
+	ConfState   *raftpb.ConfState
 	// OnLeader is called from the Ready loop when the leader changes.
 	OnLeader func(lead uint64, isLeader bool)
 }
@@ -74,9 +77,14 @@ type ReadState struct {
 	Ctx   []byte
 }
 
-// Committed is a run of committed entries for the apply loop.
+// Committed is what the apply loop must do next, in log order. When
+// Snapshot is set (a leader sent this member a snapshot), the loop first
+// replaces its state with the snapshot's, durably, and sends the outcome
+// on Installed; the Raft loop waits for it before it truncates the log.
 type Committed struct {
-	Entries []*raftpb.Entry
+	Snapshot  *raftpb.Snapshot
+	Installed chan<- error
+	Entries   []*raftpb.Entry
 }
 
 // Node is a running Raft member.
@@ -165,7 +173,28 @@ func Start(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("%w: applied index %d is behind the raft snapshot at %d", storage.ErrCorrupt, cfg.Applied, st.Snapshot.GetIndex())
 		}
 		if last := n.lastPersisted; cfg.Applied > last {
-			return nil, fmt.Errorf("%w: applied index %d is past the end of the raft log at %d", storage.ErrCorrupt, cfg.Applied, last)
+			// The state machine installed a leader's snapshot and the
+			// member stopped before the log was truncated to it.
+			meta := &raftpb.SnapshotMetadata{Index: &cfg.Applied, Term: &cfg.AppliedTerm, ConfState: cfg.ConfState}
+			if err := cfg.Engine.SaveSnapshot(meta, cfg.Applied+1); err != nil {
+				return nil, err
+			}
+			mem = raft.NewMemoryStorage()
+			n.mem = mem
+			rc.Storage = &restartStorage{MemoryStorage: mem, cs: cfg.ConfState}
+			if err := mem.ApplySnapshot(&raftpb.Snapshot{Metadata: meta}); err != nil {
+				return nil, err
+			}
+			hs := st.HardState
+			if hs.GetCommit() < cfg.Applied {
+				c := cfg.Applied
+				hs = &raftpb.HardState{Term: hs.Term, Vote: hs.Vote, Commit: &c}
+			}
+			if err := mem.SetHardState(hs); err != nil {
+				return nil, err
+			}
+			n.lastPersisted = cfg.Applied
+			n.snapshot = cfg.Applied
 		}
 		n.node = raft.RestartNode(rc)
 	}
@@ -257,7 +286,9 @@ func (n *Node) handle(rd raft.Ready) error {
 		}
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		return errors.New("raftnode: receiving a snapshot from a leader is not supported by a single member")
+		if err := n.installSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
 	}
 	sync := raft.MustSync(rd.HardState, n.prevHS, len(rd.Entries))
 	if err := n.cfg.Engine.SaveRaft(rd.HardState, rd.Entries, n.lastPersisted, sync); err != nil {
@@ -285,6 +316,60 @@ func (n *Node) handle(rd raft.Ready) error {
 		}
 	}
 	return nil
+}
+
+// installSnapshot hands a leader's snapshot to the apply loop, waits until
+// the state machine holds it durably, then replaces the log with it.
+func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
+	done := make(chan error, 1)
+	select {
+	case n.commitC <- Committed{Snapshot: snap, Installed: done}:
+	case <-n.stopC:
+		return ErrStopped
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("installing snapshot at %d: %w", snap.GetMetadata().GetIndex(), err)
+		}
+	case <-n.stopC:
+		return ErrStopped
+	}
+	idx := snap.GetMetadata().GetIndex()
+	if err := n.cfg.Engine.SaveSnapshot(snap.GetMetadata(), n.lastPersisted+1); err != nil {
+		return err
+	}
+	if err := n.mem.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		return err
+	}
+	n.snapMu.Lock()
+	n.snapshot = idx
+	n.snapMu.Unlock()
+	n.lastPersisted = idx
+	n.lg.Info("applied snapshot from leader", zap.Uint64("snapshot-index", idx), zap.Uint64("snapshot-term", snap.GetMetadata().GetTerm()))
+	return nil
+}
+
+// Step hands a message from another member to Raft.
+func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
+	return n.node.Step(ctx, m)
+}
+
+// ReportUnreachable tells Raft that a message to id could not be sent.
+func (n *Node) ReportUnreachable(id uint64) { n.node.ReportUnreachable(id) }
+
+// ReportSnapshot tells Raft whether a snapshot reached id.
+func (n *Node) ReportSnapshot(id uint64, failed bool) {
+	st := raft.SnapshotFinish
+	if failed {
+		st = raft.SnapshotFailure
+	}
+	n.node.ReportSnapshot(id, st)
+}
+
+// ProposeConfChange proposes a membership change.
+func (n *Node) ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error {
+	return n.node.ProposeConfChange(ctx, cc)
 }
 
 // Propose proposes data as a normal entry.

@@ -167,6 +167,7 @@ func (s *Server) open() error {
 		Engine:         s.eng,
 		Logger:         s.lg,
 		Applied:        s.applier.Applied(),
+		AppliedTerm:    s.applier.AppliedTerm(),
 		ConfState:      s.applier.ConfState(),
 		OnLeader:       s.onLeader,
 	})
@@ -262,6 +263,14 @@ func (s *Server) restoreLeases() error {
 
 func (s *Server) applyLoop() {
 	for c := range s.node.Committed() {
+		if c.Snapshot != nil {
+			err := s.installSnapshot(c.Snapshot)
+			c.Installed <- err
+			if err != nil {
+				s.fatal(fmt.Errorf("install snapshot: %w", err))
+				return
+			}
+		}
 		if err := s.applier.Apply(c.Entries); err != nil {
 			s.fatal(fmt.Errorf("apply: %w", err))
 			return
