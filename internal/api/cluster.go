@@ -4,9 +4,6 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/cairn-kv/cairn/internal/membership"
 )
@@ -21,10 +18,13 @@ type ClusterServer struct {
 	pb.UnimplementedClusterServer
 	b       Backend
 	members Members
+	reconf  Reconfigurer
 }
 
 // NewClusterServer returns the Cluster service.
-func NewClusterServer(b Backend, m Members) *ClusterServer { return &ClusterServer{b: b, members: m} }
+func NewClusterServer(b Backend, m Members, r Reconfigurer) *ClusterServer {
+	return &ClusterServer{b: b, members: m, reconf: r}
+}
 
 // MemberList lists the members.
 func (s *ClusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
@@ -47,58 +47,46 @@ func MembersPB(ms []*membership.Member) []*pb.Member {
 	return out
 }
 
-var errMembership = status.Error(codes.Unimplemented, "cairn: adding members needs a multi-member cluster, which this build does not serve yet")
-
-func (s *ClusterServer) find(id uint64) *membership.Member {
-	for _, m := range s.members.Members() {
-		if m.ID == id {
-			return m
-		}
-	}
-	return nil
+// Reconfigurer changes the member set (through Raft, with the server's
+// safety checks).
+type Reconfigurer interface {
+	AddMember(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, error)
+	RemoveMember(ctx context.Context, id uint64) error
+	UpdateMember(ctx context.Context, id uint64, peerURLs []string) error
+	PromoteMember(ctx context.Context, id uint64) error
 }
 
-// MemberAdd refuses peer URLs already in use, as etcd does; adding a
-// member is not served by a single-member build.
-func (s *ClusterServer) MemberAdd(_ context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	for _, m := range s.members.Members() {
-		for _, have := range m.PeerURLs {
-			for _, want := range r.PeerURLs {
-				if have == want {
-					return nil, rpctypes.ErrGRPCPeerURLExist
-				}
-			}
-		}
+func (s *ClusterServer) list() []*pb.Member { return MembersPB(s.members.Members()) }
+
+// MemberAdd adds a member (a learner when asked).
+func (s *ClusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	m, err := s.reconf.AddMember(ctx, r.PeerURLs, r.IsLearner)
+	if err != nil {
+		return nil, toGRPC(err)
 	}
-	return nil, errMembership
+	return &pb.MemberAddResponse{Header: s.b.Header(), Member: MembersPB([]*membership.Member{m})[0], Members: s.list()}, nil
 }
 
-// MemberRemove answers as etcd does for a single member: an unknown ID is
-// not found; removing the only member would leave no quorum.
-func (s *ClusterServer) MemberRemove(_ context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	if s.find(r.ID) == nil {
-		return nil, rpctypes.ErrGRPCMemberNotFound
+// MemberRemove removes a member.
+func (s *ClusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := s.reconf.RemoveMember(ctx, r.ID); err != nil {
+		return nil, toGRPC(err)
 	}
-	return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
+	return &pb.MemberRemoveResponse{Header: s.b.Header(), Members: s.list()}, nil
 }
 
-// MemberUpdate answers not found for an unknown ID; changing this
-// member's peer URLs is not served by a single-member build.
-func (s *ClusterServer) MemberUpdate(_ context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	if s.find(r.ID) == nil {
-		return nil, rpctypes.ErrGRPCMemberNotFound
+// MemberUpdate changes a member's peer URLs.
+func (s *ClusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := s.reconf.UpdateMember(ctx, r.ID, r.PeerURLs); err != nil {
+		return nil, toGRPC(err)
 	}
-	return nil, errMembership
+	return &pb.MemberUpdateResponse{Header: s.b.Header(), Members: s.list()}, nil
 }
 
-// MemberPromote answers as etcd does: only a learner can be promoted.
-func (s *ClusterServer) MemberPromote(_ context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	m := s.find(r.ID)
-	if m == nil {
-		return nil, rpctypes.ErrGRPCMemberNotFound
+// MemberPromote promotes a learner that has caught up.
+func (s *ClusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := s.reconf.PromoteMember(ctx, r.ID); err != nil {
+		return nil, toGRPC(err)
 	}
-	if !m.IsLearner {
-		return nil, rpctypes.ErrGRPCMemberNotLearner
-	}
-	return nil, errMembership
+	return &pb.MemberPromoteResponse{Header: s.b.Header(), Members: s.list()}, nil
 }

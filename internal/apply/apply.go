@@ -300,6 +300,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 			if err := a.applyConfChange(b, cc); err != nil {
 				return err
 			}
+			results = append(results, pending{id: cc.GetId()})
 		case raftpb.EntryConfChangeV2:
 			cc := &raftpb.ConfChangeV2{}
 			if err := proto.Unmarshal(ent.GetData(), cc); err != nil {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -26,6 +27,12 @@ type Member struct {
 	PeerURLs   []string `json:"peerURLs"`
 	ClientURLs []string `json:"clientURLs,omitempty"`
 	IsLearner  bool     `json:"isLearner,omitempty"`
+}
+
+// NewMemberID derives the ID of a member added at run time, as etcd does:
+// like ComputeMemberID with the time (in seconds) after the token.
+func NewMemberID(peerURLs []string, token string, now time.Time) uint64 {
+	return ComputeMemberID(peerURLs, token+fmt.Sprintf("%d", now.Unix()))
 }
 
 // ComputeMemberID derives a member's ID from its peer URLs and the cluster
@@ -181,6 +188,19 @@ func (s *Set) ApplyConfChange(b *pebble.Batch, cci raftpb.ConfChangeI) error {
 			if err := s.save(b, m); err != nil {
 				s.mu.Unlock()
 				return err
+			}
+		case raftpb.ConfChangeUpdateNode:
+			if m, ok := s.members[id]; ok && len(cc.GetContext()) > 0 {
+				var upd Member
+				if err := json.Unmarshal(cc.GetContext(), &upd); err != nil {
+					s.mu.Unlock()
+					return fmt.Errorf("conf change context: %w", err)
+				}
+				m.PeerURLs = upd.PeerURLs
+				if err := s.save(b, m); err != nil {
+					s.mu.Unlock()
+					return err
+				}
 			}
 		case raftpb.ConfChangeRemoveNode:
 			delete(s.members, id)

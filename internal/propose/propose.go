@@ -23,6 +23,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -36,6 +37,7 @@ var (
 // Raft is the part of the Raft node a proposer uses.
 type Raft interface {
 	Propose(ctx context.Context, data []byte) error
+	ProposeConfChange(ctx context.Context, cc raftpb.ConfChangeI) error
 	ReadIndex(ctx context.Context, rctx []byte) error
 }
 
@@ -129,6 +131,28 @@ func (p *Proposer) forget(id uint64) {
 	p.mu.Lock()
 	delete(p.waits, id)
 	p.mu.Unlock()
+}
+
+// ProposeConfChange proposes a membership change and waits until it is
+// applied. cc's ID is set here.
+func (p *Proposer) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange) error {
+	id := p.ids.Next()
+	cc.Id = &id
+	ch := make(chan Result, 1)
+	p.mu.Lock()
+	p.waits[id] = ch
+	p.mu.Unlock()
+	if err := p.raft.ProposeConfChange(ctx, cc); err != nil {
+		p.forget(id)
+		return p.ctxErr(ctx, err)
+	}
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		p.forget(id)
+		return p.ctxErr(ctx, ctx.Err())
+	}
 }
 
 // Trigger delivers the result of the proposal with id, if this member is

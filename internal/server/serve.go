@@ -57,7 +57,7 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 	pb.RegisterKVServer(gs, api.NewKVServer(s, limits))
 	pb.RegisterLeaseServer(gs, api.NewLeaseServer(s))
 	pb.RegisterMaintenanceServer(gs, api.NewMaintenanceServer(s, s))
-	pb.RegisterClusterServer(gs, api.NewClusterServer(s, s.members))
+	pb.RegisterClusterServer(gs, api.NewClusterServer(s, s.members, s))
 	registerWatch(gs, s)
 
 	health, err := api.NewHealth(healthSource{s}, api.HealthOptions{Logger: s.lg, Registerer: s.metrics.reg, Timeout: 5*time.Second + 2*cfg.ElectionTimeout})

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cairn-kv/cairn/internal/membership"
+)
+
+// Membership changes. Each is one Raft configuration entry, proposed on
+// the leader after cairn's safety checks and answered once applied.
+//
+// The strict reconfiguration check (on by default, --strict-reconfig-check)
+// refuses a change that would leave the cluster without a quorum of
+// started members: adding a voting member that has not started yet can
+// block every write until it does (etcd's well-known trap), so cairn
+// refuses it and says to add a learner first.
+
+// learnerReadyPercent is how close to the leader's log a learner must be
+// before it may be promoted, as in etcd.
+const learnerReadyPercent = 0.9
+
+// AddMember adds a member with the given peer URLs.
+func (s *Server) AddMember(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, error) {
+	if err := validPeerURLs(peerURLs); err != nil {
+		return nil, err
+	}
+	for _, m := range s.members.Members() {
+		for _, have := range m.PeerURLs {
+			for _, want := range peerURLs {
+				if have == want {
+					return nil, rpctypes.ErrGRPCPeerURLExist
+				}
+			}
+		}
+	}
+	if err := s.mustLead(); err != nil {
+		return nil, err
+	}
+	if learner {
+		n := 0
+		for _, m := range s.members.Members() {
+			if m.IsLearner {
+				n++
+			}
+		}
+		if n >= s.cfg.MaxLearners {
+			return nil, rpctypes.ErrGRPCTooManyLearners
+		}
+	} else if s.cfg.StrictReconfigCheck {
+		voters, started := s.voterCounts(0)
+		quorum := (voters+1)/2 + 1
+		if started < quorum {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"etcdserver: re-configuration failed due to not enough started members: with the new member the cluster has %d voting members and needs %d started ones for quorum, but only %d started, so every write would wait until the new member starts; add it with --learner, start it, then promote it (or start it within the election timeout and pass --strict-reconfig-check=false)",
+				voters+1, quorum, started)
+		}
+	}
+	m := &membership.Member{
+		ID:        membership.NewMemberID(peerURLs, s.cfg.InitialClusterToken, time.Now()),
+		PeerURLs:  peerURLs,
+		IsLearner: learner,
+	}
+	if s.members.Member(m.ID) != nil {
+		return nil, rpctypes.ErrGRPCMemberExist
+	}
+	ctxData, _ := json.Marshal(m)
+	t := raftpb.ConfChangeAddNode
+	if learner {
+		t = raftpb.ConfChangeAddLearnerNode
+	}
+	if err := s.proposeConfChange(ctx, t, m.ID, ctxData); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// RemoveMember removes a member.
+func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
+	m := s.members.Member(id)
+	if m == nil {
+		return rpctypes.ErrGRPCMemberNotFound
+	}
+	if err := s.mustLead(); err != nil {
+		return err
+	}
+	if s.cfg.StrictReconfigCheck && !m.IsLearner {
+		voters, started := s.voterCounts(id)
+		quorum := (voters-1)/2 + 1
+		if started < quorum {
+			return rpctypes.ErrGRPCMemberNotEnoughStarted
+		}
+	}
+	return s.proposeConfChange(ctx, raftpb.ConfChangeRemoveNode, id, nil)
+}
+
+// UpdateMember changes a member's peer URLs.
+func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string) error {
+	if err := validPeerURLs(peerURLs); err != nil {
+		return err
+	}
+	m := s.members.Member(id)
+	if m == nil {
+		return rpctypes.ErrGRPCMemberNotFound
+	}
+	for _, o := range s.members.Members() {
+		if o.ID == id {
+			continue
+		}
+		for _, have := range o.PeerURLs {
+			for _, want := range peerURLs {
+				if have == want {
+					return rpctypes.ErrGRPCPeerURLExist
+				}
+			}
+		}
+	}
+	if err := s.mustLead(); err != nil {
+		return err
+	}
+	m.PeerURLs = peerURLs
+	ctxData, _ := json.Marshal(m)
+	return s.proposeConfChange(ctx, raftpb.ConfChangeUpdateNode, id, ctxData)
+}
+
+// PromoteMember makes a learner a voting member once it has caught up.
+func (s *Server) PromoteMember(ctx context.Context, id uint64) error {
+	m := s.members.Member(id)
+	if m == nil {
+		return rpctypes.ErrGRPCMemberNotFound
+	}
+	if !m.IsLearner {
+		return rpctypes.ErrGRPCMemberNotLearner
+	}
+	if err := s.mustLead(); err != nil {
+		return err
+	}
+	st := s.node.Status()
+	leader, ok1 := st.Progress[s.id.MemberID]
+	pr, ok2 := st.Progress[id]
+	if !ok1 || !ok2 || float64(pr.Match) < float64(leader.Match)*learnerReadyPercent {
+		return rpctypes.ErrGRPCLearnerNotReady
+	}
+	ctxData, _ := json.Marshal(m)
+	return s.proposeConfChange(ctx, raftpb.ConfChangeAddNode, id, ctxData)
+}
+
+// voterCounts counts the voting members and, among them, the started
+// ones (the leader's view: members it heard from recently), leaving out
+// the member except.
+func (s *Server) voterCounts(except uint64) (voters, started int) {
+	st := s.node.Status()
+	for _, m := range s.members.Members() {
+		if m.IsLearner || m.ID == except {
+			continue
+		}
+		voters++
+		if m.ID == s.id.MemberID {
+			started++
+			continue
+		}
+		if pr, ok := st.Progress[m.ID]; ok && pr.RecentActive {
+			started++
+		}
+	}
+	return voters, started
+}
+
+func (s *Server) mustLead() error {
+	if s.node.Lead() != s.id.MemberID {
+		return rpctypes.ErrGRPCNotLeader
+	}
+	return nil
+}
+
+func (s *Server) proposeConfChange(ctx context.Context, t raftpb.ConfChangeType, id uint64, data []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
+	defer cancel()
+	cc := &raftpb.ConfChange{Type: t.Enum(), NodeId: &id, Context: data}
+	if err := s.prop.ProposeConfChange(ctx, cc); err != nil {
+		return err
+	}
+	return nil
+}
+
+func validPeerURLs(urls []string) error {
+	if len(urls) == 0 {
+		return rpctypes.ErrGRPCMemberBadURLs
+	}
+	for _, u := range urls {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https" && p.Scheme != "unix" && p.Scheme != "unixs") || p.Host == "" {
+			return rpctypes.ErrGRPCMemberBadURLs
+		}
+	}
+	return nil
+}
