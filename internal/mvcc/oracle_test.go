@@ -722,6 +722,22 @@ func checkStore(t *testing.T, when string, m *model, mb *member, rng *rand.Rand)
 	if want := min(2, len(m.events(m.compact+1, m.rev))); n != want {
 		fail("Events with early stop called fn %d times, want %d", n, want)
 	}
+	// Bytes: the size of the records on disk, keys and values.
+	kvLo, kvHi := storage.KVSpan()
+	it, err := mb.eng.DB().NewIter(&pebble.IterOptions{LowerBound: kvLo, UpperBound: kvHi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	for it.First(); it.Valid(); it.Next() {
+		size += int64(len(it.Key()) + len(it.Value()))
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Bytes(); got != size {
+		fail("Bytes = %d, want %d (the records on disk)", got, size)
+	}
 	// LeasedKeys: the live keys with a lease.
 	got := map[string]int64{}
 	if err := s.LeasedKeys(func(k []byte, l int64) { got[string(k)] = l }); err != nil {
