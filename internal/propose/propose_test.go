@@ -3,6 +3,7 @@ package propose
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -173,6 +174,13 @@ func TestReadsBatchAndWaitForApply(t *testing.T) {
 	more := make(chan error, 3)
 	for i := 0; i < 3; i++ {
 		go func() { more <- reads.Wait(context.Background()) }()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for reads.Waiting() < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads waiting, want 4", reads.Waiting())
+		}
+		runtime.Gosched()
 	}
 	states <- raftnode.ReadState{Index: 5, Ctx: rctx1}
 	select {

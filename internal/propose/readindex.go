@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,7 +37,11 @@ type Reads struct {
 	mu      sync.Mutex
 	current *readBatch
 	kick    chan struct{}
+	waiting atomic.Int64 // reads in Wait now
 }
+
+// Waiting is the number of reads waiting for a ReadIndex now.
+func (r *Reads) Waiting() int { return int(r.waiting.Load()) }
 
 // NewReads returns a read batcher; call Run in its own goroutine.
 func NewReads(r Raft, ids *IDGen, states <-chan raftnode.ReadState, applied AppliedWaiter, timeout time.Duration, lg *zap.Logger) *Reads {
@@ -54,6 +59,8 @@ func (r *Reads) Wait(ctx context.Context) error {
 	r.mu.Lock()
 	b := r.current
 	r.mu.Unlock()
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
 	select {
 	case r.kick <- struct{}{}:
 	default:

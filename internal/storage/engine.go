@@ -282,8 +282,17 @@ type quietLogger struct{ e *Engine }
 
 func (quietLogger) Infof(string, ...interface{})  {}
 func (quietLogger) Errorf(string, ...interface{}) {}
+//
+// Pebble assumes Fatalf does not return. With an owner (OnFatal), the error
+// is reported and the calling goroutine parks while the member exits with
+// it; without one, it panics.
 func (l quietLogger) Fatalf(format string, args ...interface{}) {
-	l.e.fail(fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...)))
+	err := fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+	l.e.fail(err)
+	if l.e.onFatal == nil {
+		panic(err)
+	}
+	select {}
 }
 
 // CompactAll runs a manual compaction over the whole key space, so space
