@@ -78,6 +78,9 @@ type Applier struct {
 	// OnCompaction is called after a compaction was scheduled (the
 	// server starts the physical compaction).
 	OnCompaction func(rev int64)
+	// OnConfChange is called after a run of entries that changed the
+	// member set is durable (the server updates its peers).
+	OnConfChange func()
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -264,6 +267,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 	var results []pending
 	var events []*mvccpb.Event
 	var lastTerm uint64
+	confChanged := false
 	lastIndex := applied
 	for _, ent := range ents {
 		if ent.GetIndex() <= applied {
@@ -300,6 +304,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 			if err := a.applyConfChange(b, cc); err != nil {
 				return err
 			}
+			confChanged = true
 			results = append(results, pending{id: cc.GetId()})
 		case raftpb.EntryConfChangeV2:
 			cc := &raftpb.ConfChangeV2{}
@@ -309,6 +314,7 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 			if err := a.applyConfChange(b, cc); err != nil {
 				return err
 			}
+			confChanged = true
 		}
 		if d := time.Since(start); d > a.WarnApply {
 			a.lg.Warn("apply request took too long",
@@ -337,6 +343,9 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 	a.term = lastTerm
 	a.mu.Unlock()
 	a.cond.Broadcast()
+	if confChanged && a.OnConfChange != nil {
+		a.OnConfChange()
+	}
 	for _, p := range results {
 		a.waits.Trigger(p.id, p.res)
 	}

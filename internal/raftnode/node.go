@@ -49,6 +49,9 @@ type Transport interface {
 type Config struct {
 	ID             uint64
 	Peers          []raft.Peer // initial members, for a new cluster only
+	// Join starts a member with an empty log that was added to a running
+	// cluster: the leader sends it the log or a snapshot.
+	Join bool
 	TickInterval   time.Duration
 	ElectionTicks  int
 	HeartbeatTicks int
@@ -146,7 +149,9 @@ func Start(cfg Config) (*Node, error) {
 		StepDownOnRemoval:         true,
 		Logger:                    raftLogger{cfg.Logger.Sugar()},
 	}
-	if st.Empty() {
+	if st.Empty() && cfg.Join {
+		n.node = raft.RestartNode(rc)
+	} else if st.Empty() {
 		if len(cfg.Peers) == 0 {
 			return nil, errors.New("raftnode: a new member needs its initial peers")
 		}

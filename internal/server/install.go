@@ -138,6 +138,7 @@ func (s *Server) reloadState() error {
 		return err
 	}
 	s.hub.Restore()
+	s.syncPeers()
 	return nil
 }
 

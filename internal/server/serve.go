@@ -121,7 +121,7 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 			closeAll()
 			return nil, fmt.Errorf("listening for peers on %s: %w", u.String(), err)
 		}
-		hs := &http.Server{Handler: http.HandlerFunc(peerHandler), ReadHeaderTimeout: 5 * time.Second}
+		hs := &http.Server{Handler: s.peerMux(), ReadHeaderTimeout: 5 * time.Second}
 		sv.others = append(sv.others, hs)
 		sv.serve(func() error { return hs.Serve(l) })
 		s.lg.Info("serving peer traffic", zap.String("address", u.Host+u.Path))
@@ -221,10 +221,6 @@ func selfEndpoint(u url.URL) string {
 		host = net.JoinHostPort("127.0.0.1", p)
 	}
 	return "http://" + host
-}
-
-func peerHandler(w http.ResponseWriter, r *http.Request) {
-	http.Error(w, "cairn: this member serves no peer traffic yet (single-member build)", http.StatusNotImplemented)
 }
 
 type versions struct{}

@@ -7,9 +7,12 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
+
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cockroachdb/pebble/v2"
 	"log/slog"
 	"net/url"
 	"path/filepath"
@@ -30,6 +33,7 @@ import (
 	"github.com/cairn-kv/cairn/internal/propose"
 	"github.com/cairn-kv/cairn/internal/raftnode"
 	"github.com/cairn-kv/cairn/internal/storage"
+	"github.com/cairn-kv/cairn/internal/transport"
 	"github.com/cairn-kv/cairn/internal/watch"
 )
 
@@ -69,6 +73,12 @@ type Server struct {
 
 	readyC  chan struct{}
 	metrics *metrics
+
+	tr        *transport.Transport
+	join      bool                 // joining a running cluster with an empty log
+	joinPeers []*membership.Member // the first peers, before the member set is known
+	wasMember atomic.Bool
+	raft      atomic.Pointer[raftnode.Node] // s.node, for the transport's goroutines
 }
 
 // New opens the data dir and starts the member's storage, Raft and apply
@@ -156,6 +166,19 @@ func (s *Server) open() error {
 		s.applier.WarnApply = cfg.WarningApplyDuration
 	}
 	s.applier.OnCompaction = func(int64) { s.kickCompaction() }
+	s.applier.OnConfChange = s.syncPeers
+	s.tr, err = s.newTransport()
+	if err != nil {
+		return err
+	}
+	for _, m := range s.joinPeers {
+		if m.ID != s.id.MemberID {
+			if err := s.tr.AddPeer(m.ID, m.PeerURLs); err != nil {
+				return err
+			}
+		}
+	}
+	s.syncPeers()
 	s.node, err = raftnode.Start(raftnode.Config{
 		ID:             s.id.MemberID,
 		Peers:          peers,
@@ -164,7 +187,9 @@ func (s *Server) open() error {
 		HeartbeatTicks: 1,
 		SnapshotCount:  cfg.SnapshotCount,
 		CatchUpEntries: cfg.SnapshotCatchUpEntries,
+		Join:           s.join,
 		Engine:         s.eng,
+		Transport:      s.tr,
 		Logger:         s.lg,
 		Applied:        s.applier.Applied(),
 		AppliedTerm:    s.applier.AppliedTerm(),
@@ -174,6 +199,7 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
+	s.raft.Store(s.node)
 	maxProposal := int(cfg.MaxRequestBytes)
 	s.prop = propose.New(s.node, s.ids, maxProposal)
 	s.reads = propose.NewReads(s.node, s.ids, s.node.ReadStates(), s.applier, 5*time.Second+2*cfg.ElectionTimeout, s.lg)
@@ -192,13 +218,12 @@ func (s *Server) open() error {
 	return nil
 }
 
-// bootstrap computes a new member's identity from --initial-cluster and
-// returns the Raft peers to start with.
+// bootstrap computes a new member's identity from --initial-cluster (a
+// new cluster) or learns it from a running one (--initial-cluster-state
+// existing), stores it, and returns the Raft peers to start with (none
+// when joining).
 func (s *Server) bootstrap() ([]raftnode.Peer, error) {
 	cfg := s.cfg
-	if cfg.InitialClusterState == "existing" {
-		return nil, errors.New("--initial-cluster-state=existing needs a cluster to join, which this build cannot do yet; use new")
-	}
 	ms, err := membership.ParseInitialCluster(cfg.InitialCluster, cfg.InitialClusterToken)
 	if err != nil {
 		return nil, err
@@ -214,23 +239,30 @@ func (s *Server) bootstrap() ([]raftnode.Peer, error) {
 	if self == nil {
 		return nil, fmt.Errorf("couldn't find local name %q in the initial cluster configuration", cfg.Name)
 	}
-	if len(ms) > 1 {
-		return nil, errors.New("this build serves a single member; --initial-cluster must name only this member")
+	var peers []raftnode.Peer
+	if cfg.InitialClusterState == "existing" {
+		got, err := s.joinExisting(ms)
+		if err != nil {
+			return nil, err
+		}
+		s.joinPeers = got
+		s.join = true
+	} else {
+		s.id = identity{ClusterID: membership.ComputeClusterID(ids), MemberID: self.ID, Name: cfg.Name}
+		for _, m := range ms {
+			ctx, _ := json.Marshal(m)
+			peers = append(peers, raftnode.Peer{ID: m.ID, Context: ctx})
+		}
+		s.joinPeers = ms
 	}
-	s.id = identity{ClusterID: membership.ComputeClusterID(ids), MemberID: self.ID, Name: cfg.Name}
 	v, _ := json.Marshal(s.id)
 	b := s.eng.DB().NewBatch()
 	defer b.Close()
 	if err := b.Set(storage.MetaKey(storage.MetaCluster), v, nil); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(nil); err != nil {
+	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, err
-	}
-	var peers []raftnode.Peer
-	for _, m := range ms {
-		ctx, _ := json.Marshal(m)
-		peers = append(peers, raftnode.Peer{ID: m.ID, Context: ctx})
 	}
 	return peers, nil
 }
@@ -380,6 +412,7 @@ func (s *Server) Stop() {
 		close(s.stopC)
 		s.hub.Close()
 		s.node.Stop()
+		s.tr.Close()
 		s.wg.Wait()
 		if err := s.eng.Close(); err != nil {
 			s.lg.Warn("closing storage", zap.Error(err))
