@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -282,4 +283,21 @@ func isErr(err error, targets ...error) bool {
 		}
 	}
 	return false
+}
+
+// metricValue is a counter's or gauge's value, or a histogram's count.
+func metricValue(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		panic(err)
+	}
+	switch {
+	case d.Counter != nil:
+		return d.GetCounter().GetValue()
+	case d.Gauge != nil:
+		return d.GetGauge().GetValue()
+	case d.Histogram != nil:
+		return float64(d.GetHistogram().GetSampleCount())
+	}
+	return 0
 }

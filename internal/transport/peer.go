@@ -299,6 +299,11 @@ func (p *peer) connect() (*outStream, error) {
 	s := &outStream{url: u, pw: pw, ctx: ctx, cancel: cancel, opened: make(chan struct{})}
 	s.bw = bufio.NewWriterSize(cw, 64<<10)
 
+	// Whatever ends the stream also closes the pipe: the HTTP client
+	// waits for its body writer, which waits on the pipe, before it
+	// returns from a failed or cancelled request.
+	context.AfterFunc(ctx, func() { pw.CloseWithError(context.Cause(ctx)) })
+
 	// An HTTP/1.1 client sends the request headers with the first body
 	// bytes, so the stream opens with a ping; its pong is the first RTT
 	// sample. The write returns once the HTTP client took the bytes (or

@@ -97,7 +97,18 @@ func (t *Transport) refuse(w http.ResponseWriter, r *http.Request, status int, c
 	}
 	w.Header().Set(HeaderRefused, code)
 	w.Header().Set(HeaderClusterID, t.cluster)
+	answerEarly(w, r)
 	http.Error(w, msg, status)
+}
+
+// answerEarly prepares an answer sent before the request body was read.
+// On HTTP/1.1 the connection is closed afterwards: otherwise net/http
+// would first try to read the rest of a streamed body that never ends,
+// and the answer would never leave. (HTTP/2 resets just the stream.)
+func answerEarly(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // admit checks a request's method and identity headers. It returns the
@@ -209,9 +220,9 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 			case ctx.Err() != nil, errors.Is(err, io.EOF):
 				return
 			case errors.Is(err, ErrBadFrame), errors.Is(err, ErrFrameTooLarge):
-				t.abort(lg, label, "closing a stream that sent a malformed frame", err)
+				t.abort(rc, lg, label, "closing a stream that sent a malformed frame", err)
 			case isTimeout(err):
-				t.abort(lg, label, "closing a silent stream", fmt.Errorf("no frame for %v", t.cfg.IdleTimeout))
+				t.abort(rc, lg, label, "closing a silent stream", fmt.Errorf("no frame for %v", t.cfg.IdleTimeout))
 			default:
 				lg.Debug("stream ended", zap.Error(err))
 				return
@@ -236,7 +247,7 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 				err = fmt.Errorf("%w: MsgSnap on the message stream", ErrBadFrame)
 			}
 			if err != nil {
-				t.abort(lg, label, "closing a stream that sent a malformed frame", err)
+				t.abort(rc, lg, label, "closing a stream that sent a malformed frame", err)
 			}
 			if err := t.cfg.Handler.Process(ctx, m); err != nil {
 				t.met.recvFailures.WithLabelValues(label).Inc()
@@ -246,7 +257,7 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 				processErrs++
 			}
 		default:
-			t.abort(lg, label, "closing a stream that sent a malformed frame",
+			t.abort(rc, lg, label, "closing a stream that sent a malformed frame",
 				fmt.Errorf("%w: %s frame from the sender", ErrBadFrame, kindName(kind)))
 		}
 	}
@@ -265,9 +276,13 @@ func (t *Transport) checkMsg(mFrom, mTo, from uint64) error {
 // abort logs why, counts a receive failure, and drops the connection (HTTP/1)
 // or resets the stream (HTTP/2) without reading what the peer claims
 // comes next. It does not return.
-func (t *Transport) abort(lg *zap.Logger, label, msg string, err error) {
+func (t *Transport) abort(rc *http.ResponseController, lg *zap.Logger, label, msg string, err error) {
 	t.met.recvFailures.WithLabelValues(label).Inc()
 	lg.Warn(msg, zap.Error(err))
+	// net/http drains up to 256 KiB of the body before closing an
+	// aborted HTTP/1 connection; an expired deadline makes that drain
+	// fail at once instead of waiting on the peer.
+	_ = rc.SetReadDeadline(time.Now())
 	panic(http.ErrAbortHandler)
 }
 

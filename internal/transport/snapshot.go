@@ -244,6 +244,7 @@ func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		t.met.recvFailures.WithLabelValues(label).Inc()
 		lg.Warn("receiving snapshot failed", zap.Error(err))
 		w.Header().Set(HeaderRefused, refusedSnapshot)
+		answerEarly(w, r)
 		http.Error(w, err.Error(), status)
 	}
 
@@ -267,11 +268,11 @@ func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		_, err = io.ReadFull(fr.r, sizeBuf[:])
 	}
 	if err != nil {
-		t.abort(lg, label, "closing a snapshot request with a malformed head", err)
+		t.abort(rc, lg, label, "closing a snapshot request with a malformed head", err)
 	}
 	size := int64(binary.BigEndian.Uint64(sizeBuf[:]))
 	if size < 0 {
-		t.abort(lg, label, "closing a snapshot request with a malformed head", fmt.Errorf("%w: snapshot size %d", ErrBadFrame, uint64(size)))
+		t.abort(rc, lg, label, "closing a snapshot request with a malformed head", fmt.Errorf("%w: snapshot size %d", ErrBadFrame, uint64(size)))
 	}
 	t.met.receivedBytes.WithLabelValues(label).Add(float64(frameHeaderLen + len(payload) + 8))
 	data := &snapData{r: fr.r, left: size, crc: crc32.New(castagnoli), rc: rc, stall: stall,

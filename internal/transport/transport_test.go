@@ -16,9 +16,11 @@ func exchange(t *testing.T, n int, ms ...*member) {
 	t.Helper()
 	types := []raftpb.MessageType{raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgAppResp, raftpb.MsgHeartbeatResp}
 	base := map[[2]uint64]int{}
+	unreachable := map[[2]uint64]int{}
 	for _, a := range ms {
 		for _, b := range ms {
 			base[[2]uint64{a.id, b.id}] = b.rec.received(a.id)
+			unreachable[[2]uint64{a.id, b.id}] = a.rec.unreachableCount(b.id)
 		}
 	}
 	for seq := 1; seq <= n; seq += 16 {
@@ -73,7 +75,7 @@ func exchange(t *testing.T, n int, ms ...*member) {
 	}
 	for _, a := range ms {
 		for _, b := range ms {
-			if a != b && a.rec.unreachableCount(b.id) != 0 {
+			if a != b && a.rec.unreachableCount(b.id) != unreachable[[2]uint64{a.id, b.id}] {
 				t.Fatalf("%x reported %x unreachable", a.id, b.id)
 			}
 		}
