@@ -128,6 +128,13 @@ type member struct {
 	srv  *http.Server
 	ln   net.Listener
 	url  string
+	// protos records "path proto" of the requests served.
+	protos sync.Map
+}
+
+func (m *member) served(path, proto string) bool {
+	_, ok := m.protos.Load(path + " " + proto)
+	return ok
 }
 
 type memberOpt func(*Config, *http.Server)
@@ -187,7 +194,11 @@ func startMember(t testing.TB, id uint64, addr string, opts ...memberOpt) *membe
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(PathPrefix, m.tr.Handler())
+	h := m.tr.Handler()
+	mux.Handle(PathPrefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.protos.Store(r.URL.Path+" "+r.Proto, true)
+		h.ServeHTTP(w, r)
+	}))
 	m.srv.Handler = mux
 	m.srv.ErrorLog = nil
 	go func() { _ = m.srv.Serve(ln) }()

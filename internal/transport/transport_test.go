@@ -103,4 +103,7 @@ func TestExchangeOverH2C(t *testing.T) {
 	c := startMember(t, 3, "127.0.0.1:0", withH2C())
 	connect(t, a, b, c)
 	exchange(t, 2000, a, b, c)
+	if !b.served(StreamPath, "HTTP/2.0") {
+		t.Fatal("streams did not use HTTP/2")
+	}
 }
