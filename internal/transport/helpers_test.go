@@ -274,10 +274,23 @@ func waitInactive(t testing.TB, m *member, peer uint64) PeerStatus {
 }
 
 // checkInOrder checks that the messages from one sender carry increasing
-// sequence numbers (gaps allowed only if allowGaps).
+// sequence numbers from 1 (gaps allowed only if allowGaps).
 func checkInOrder(t testing.TB, msgs []*raftpb.Message, allowGaps bool) {
 	t.Helper()
-	var last uint64
+	checkSeq(t, msgs, 0, allowGaps)
+}
+
+// checkConsecutive checks that msgs carry consecutive sequence numbers,
+// from whatever the first one has.
+func checkConsecutive(t testing.TB, msgs []*raftpb.Message) {
+	t.Helper()
+	if len(msgs) > 0 {
+		checkSeq(t, msgs, msgs[0].GetIndex()-1, false)
+	}
+}
+
+func checkSeq(t testing.TB, msgs []*raftpb.Message, last uint64, allowGaps bool) {
+	t.Helper()
 	for i, m := range msgs {
 		seq := m.GetIndex()
 		if seq <= last || (!allowGaps && seq != last+1) {
