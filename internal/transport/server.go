@@ -207,13 +207,9 @@ func (t *Transport) serveStream(w http.ResponseWriter, r *http.Request) {
 	label := idString(from)
 	lg := t.lg.With(zap.String("remote-peer-id", label))
 	recvBytes := t.met.receivedBytes.WithLabelValues(label)
-	fr := newFrameReader(r.Body, t.cfg.MaxFrameBytes)
+	fr := newFrameReader(&deadlineReader{ctx: ctx, r: r.Body, rc: rc, idle: t.cfg.IdleTimeout}, t.cfg.MaxFrameBytes)
 	processErrs := 0
-	for {
-		_ = rc.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
-		if ctx.Err() != nil {
-			return
-		}
+	for ctx.Err() == nil {
 		kind, payload, err := fr.next()
 		if err != nil {
 			switch {
@@ -301,6 +297,25 @@ func unblockReads(ctx context.Context, rc *http.ResponseController) (stop func()
 			<-fired
 		}
 	}
+}
+
+// deadlineReader reads a request body with a deadline that slides: each
+// read may wait idle for data, however long the whole body takes. It
+// returns ctx's error once ctx ends (see unblockReads).
+type deadlineReader struct {
+	ctx  context.Context
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	_ = d.rc.SetReadDeadline(time.Now().Add(d.idle))
+	// After the deadline is set: unblockReads may have just expired it.
+	if err := d.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return d.r.Read(p)
 }
 
 func isTimeout(err error) bool {

@@ -236,8 +236,6 @@ func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 
 	rc := http.NewResponseController(w)
 	defer unblockReads(ctx, rc)()
-	stall := t.cfg.SnapshotStallTimeout
-	_ = rc.SetReadDeadline(time.Now().Add(stall))
 
 	fail := func(status int, err error) {
 		t.met.snapRecvFailures.WithLabelValues(label).Inc()
@@ -248,7 +246,7 @@ func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 	}
 
-	fr := newFrameReader(r.Body, t.cfg.MaxFrameBytes)
+	fr := newFrameReader(&deadlineReader{ctx: ctx, r: r.Body, rc: rc, idle: t.cfg.SnapshotStallTimeout}, t.cfg.MaxFrameBytes)
 	kind, payload, err := fr.next()
 	if err == nil && kind != frameMsg {
 		err = fmt.Errorf("%w: snapshot request starts with a %s frame", ErrBadFrame, kindName(kind))
@@ -275,8 +273,7 @@ func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		t.abort(rc, lg, label, "closing a snapshot request with a malformed head", fmt.Errorf("%w: snapshot size %d", ErrBadFrame, uint64(size)))
 	}
 	t.met.receivedBytes.WithLabelValues(label).Add(float64(frameHeaderLen + len(payload) + 8))
-	data := &snapData{r: fr.r, left: size, crc: crc32.New(castagnoli), rc: rc, stall: stall,
-		n: t.met.receivedBytes.WithLabelValues(label)}
+	data := &snapData{r: fr.r, left: size, crc: crc32.New(castagnoli), n: t.met.receivedBytes.WithLabelValues(label)}
 
 	lg = lg.With(zap.Uint64("snapshot-index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Int64("bytes", size))
 	lg.Info("receiving snapshot")
@@ -317,8 +314,6 @@ type snapData struct {
 	crc      hash.Hash32
 	verified bool
 	err      error
-	rc       *http.ResponseController
-	stall    time.Duration
 	n        interface{ Add(float64) }
 }
 
@@ -338,7 +333,6 @@ func (d *snapData) Read(p []byte) (int, error) {
 	if int64(len(p)) > d.left {
 		p = p[:d.left]
 	}
-	_ = d.rc.SetReadDeadline(time.Now().Add(d.stall))
 	n, err := d.r.Read(p)
 	d.left -= int64(n)
 	d.crc.Write(p[:n])
@@ -358,7 +352,6 @@ func (d *snapData) Read(p []byte) (int, error) {
 
 func (d *snapData) verify() error {
 	var sum [crc32.Size]byte
-	_ = d.rc.SetReadDeadline(time.Now().Add(d.stall))
 	if _, err := io.ReadFull(d.r, sum[:]); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF

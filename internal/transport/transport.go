@@ -36,8 +36,8 @@ type Handler interface {
 	ReportUnreachable(id uint64)
 	// ReportSnapshot gives the outcome of a MsgSnap sent to member id:
 	// failed is false only after the peer stored the data and its Raft
-	// node accepted the message. Exactly one report follows every MsgSnap
-	// passed to Send.
+	// node accepted the message. Until Close, exactly one report follows
+	// every MsgSnap passed to Send.
 	ReportSnapshot(id uint64, failed bool)
 }
 
