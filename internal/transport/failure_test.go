@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -422,4 +423,32 @@ func TestRemovePeerAndCloseEndStreams(t *testing.T) {
 	if err := a.tr.AddPeer(4, []string{c.url}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("AddPeer after Close: %v", err)
 	}
+}
+
+// TestCloseLeavesNoGoroutines runs streams, a snapshot and a refused
+// peer, closes everything, and waits for the goroutine count to fall back.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		src := func(*raftpb.Message) (io.ReadCloser, int64, error) { return testData(1, 1<<20), 1 << 20, nil }
+		sink := func(_ context.Context, _ *raftpb.Message, d io.Reader, _ int64) error {
+			_, err := io.Copy(io.Discard, d)
+			return err
+		}
+		a := startMember(t, 1, "127.0.0.1:0", withSource(src))
+		b := startMember(t, 2, "127.0.0.1:0", withSink(sink))
+		c := startMember(t, 3, "127.0.0.1:0", withCluster(0xbad))
+		connect(t, a, b)
+		if err := a.tr.AddPeer(3, []string{c.url}); err != nil {
+			t.Fatal(err)
+		}
+		sendSeq(a, 2, 1, 100)
+		a.tr.Send([]*raftpb.Message{snapMsg(1, 2, 3)})
+		waitSnapshotReport(t, a, snapReport{2, false})
+		waitInactive(t, a, 3)
+		for _, m := range []*member{a, b, c} {
+			m.stop()
+		}
+	}()
+	waitFor(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
