@@ -105,7 +105,9 @@ type Config struct {
 	// OnRefused, if set, is called when a peer refuses this member's
 	// requests (errors.Is err ErrClusterMismatch, ErrMemberRemoved,
 	// ErrWrongMember, ErrBadRequest). A member told ErrMemberRemoved
-	// should stop. Called from a peer goroutine; must not block.
+	// should stop. Called from the peer's goroutine, which Close and
+	// RemovePeer wait for: it must not block, nor call either of them
+	// (signal another goroutine instead).
 	OnRefused func(peer uint64, err error)
 
 	Logger     *zap.Logger           // nil: no logs
