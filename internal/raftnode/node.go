@@ -416,10 +416,18 @@ func (n *Node) ID() uint64 { return n.cfg.ID }
 // MaybeSnapshot takes a Raft snapshot at applied when SnapshotCount entries
 // were applied since the last one, and drops the log before
 // applied-CatchUpEntries. The state machine holds everything up to applied.
-func (n *Node) MaybeSnapshot(applied uint64, cs *raftpb.ConfState) error {
+//
+// force takes one whatever the count (after a membership change, so that a
+// snapshot sent to a new member names it in its configuration).
+func (n *Node) MaybeSnapshot(applied uint64, cs *raftpb.ConfState, force bool) error {
 	n.snapMu.Lock()
 	defer n.snapMu.Unlock()
-	if applied <= n.snapshot || applied-n.snapshot < n.cfg.SnapshotCount {
+	if applied <= n.snapshot || (!force && applied-n.snapshot < n.cfg.SnapshotCount) {
+		return nil
+	}
+	if last, err := n.mem.LastIndex(); err != nil || applied > last {
+		// A leader's snapshot was just installed in the state machine
+		// and the log does not hold it yet: it is the snapshot.
 		return nil
 	}
 	snap, err := n.mem.CreateSnapshot(applied, cs, nil)

@@ -52,7 +52,7 @@ func start(t *testing.T, eng *storage.Engine, applied uint64, cs *raftpb.ConfSta
 					m.cs = n.ApplyConfChange(&cc)
 				}
 				m.applied <- e
-				if err := n.MaybeSnapshot(e.GetIndex(), m.cs); err != nil {
+				if err := n.MaybeSnapshot(e.GetIndex(), m.cs, false); err != nil {
 					panic(err)
 				}
 			}

@@ -21,6 +21,9 @@ import (
 // Propose sends a request through Raft. Writes that would grow the store
 // past --quota-backend-bytes raise the NOSPACE alarm and are refused.
 func (s *Server) Propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+	if s.isLearner() && r.ClusterMemberAttrSet == nil {
+		return nil, rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	if s.node.Lead() == raftnode.None {
 		if err := s.waitLeader(ctx); err != nil {
 			return nil, err
@@ -111,6 +114,9 @@ func (s *Server) raiseNoSpace(ctx context.Context) {
 
 // LinearizableRead waits until a read sees every acknowledged write.
 func (s *Server) LinearizableRead(ctx context.Context) error {
+	if s.isLearner() {
+		return rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	if s.node.Lead() == raftnode.None {
 		if err := s.waitLeader(ctx); err != nil {
 			return err
@@ -229,3 +235,10 @@ func (s *Server) Snapshot(ctx context.Context, w io.Writer) (int64, error) {
 }
 
 var errNotReady = errors.New("member is not ready")
+
+// isLearner reports whether this member is a learner: it serves only
+// serializable reads and status, as in etcd.
+func (s *Server) isLearner() bool {
+	m := s.members.Member(s.id.MemberID)
+	return m != nil && m.IsLearner
+}

@@ -41,8 +41,8 @@ func (s *Server) AddMember(ctx context.Context, peerURLs []string, learner bool)
 			}
 		}
 	}
-	if err := s.mustLead(); err != nil {
-		return nil, err
+	if !s.isLeader() {
+		return s.forwardAdd(ctx, peerURLs, learner)
 	}
 	if learner {
 		n := 0
@@ -88,8 +88,8 @@ func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
 	if m == nil {
 		return rpctypes.ErrGRPCMemberNotFound
 	}
-	if err := s.mustLead(); err != nil {
-		return err
+	if !s.isLeader() {
+		return s.forwardRemove(ctx, id)
 	}
 	if s.cfg.StrictReconfigCheck && !m.IsLearner {
 		voters, started := s.voterCounts(id)
@@ -122,8 +122,8 @@ func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string)
 			}
 		}
 	}
-	if err := s.mustLead(); err != nil {
-		return err
+	if !s.isLeader() {
+		return s.forwardUpdate(ctx, id, peerURLs)
 	}
 	m.PeerURLs = peerURLs
 	ctxData, _ := json.Marshal(m)
@@ -139,8 +139,8 @@ func (s *Server) PromoteMember(ctx context.Context, id uint64) error {
 	if !m.IsLearner {
 		return rpctypes.ErrGRPCMemberNotLearner
 	}
-	if err := s.mustLead(); err != nil {
-		return err
+	if !s.isLeader() {
+		return s.forwardPromote(ctx, id)
 	}
 	st := s.node.Status()
 	leader, ok1 := st.Progress[s.id.MemberID]
@@ -171,13 +171,6 @@ func (s *Server) voterCounts(except uint64) (voters, started int) {
 		}
 	}
 	return voters, started
-}
-
-func (s *Server) mustLead() error {
-	if s.node.Lead() != s.id.MemberID {
-		return rpctypes.ErrGRPCNotLeader
-	}
-	return nil
 }
 
 func (s *Server) proposeConfChange(ctx context.Context, t raftpb.ConfChangeType, id uint64, data []byte) error {

@@ -143,11 +143,21 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 		if err := s.WaitReady(ctx); err != nil {
 			return
 		}
-		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.PublishAttributes(pctx, cfg.AdvertiseClientURLs); err != nil {
-			s.lg.Warn("failed to publish local member attributes", zap.Error(err))
-			return
+		// Publish until it works, as etcd does: a member that just joined
+		// may still be catching up with the leader.
+		for {
+			pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := s.PublishAttributes(pctx, cfg.AdvertiseClientURLs)
+			cancel()
+			if err == nil {
+				break
+			}
+			s.lg.Warn("failed to publish local member attributes; retrying", zap.Error(err))
+			select {
+			case <-s.stopC:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
 		s.lg.Info("published local member to cluster through raft",
 			zap.String("local-member-id", fmt.Sprintf("%x", s.id.MemberID)),

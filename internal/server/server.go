@@ -74,11 +74,13 @@ type Server struct {
 	readyC  chan struct{}
 	metrics *metrics
 
-	tr        *transport.Transport
-	join      bool                 // joining a running cluster with an empty log
-	joinPeers []*membership.Member // the first peers, before the member set is known
-	wasMember atomic.Bool
-	raft      atomic.Pointer[raftnode.Node] // s.node, for the transport's goroutines
+	tr          *transport.Transport
+	join        bool                 // joining a running cluster with an empty log
+	joinPeers   []*membership.Member // the first peers, before the member set is known
+	wasMember   atomic.Bool
+	confChanged atomic.Bool                   // a membership change was applied: snapshot now
+	lc          leaderConn                    // client to the leader, for forwarded requests
+	raft        atomic.Pointer[raftnode.Node] // s.node, for the transport's goroutines
 }
 
 // New opens the data dir and starts the member's storage, Raft and apply
@@ -166,7 +168,10 @@ func (s *Server) open() error {
 		s.applier.WarnApply = cfg.WarningApplyDuration
 	}
 	s.applier.OnCompaction = func(int64) { s.kickCompaction() }
-	s.applier.OnConfChange = s.syncPeers
+	s.applier.OnConfChange = func() {
+		s.confChanged.Store(true)
+		s.syncPeers()
+	}
 	s.tr, err = s.newTransport()
 	if err != nil {
 		return err
@@ -307,7 +312,7 @@ func (s *Server) applyLoop() {
 			s.fatal(fmt.Errorf("apply: %w", err))
 			return
 		}
-		if err := s.node.MaybeSnapshot(s.applier.Applied(), s.applier.ConfState()); err != nil {
+		if err := s.node.MaybeSnapshot(s.applier.Applied(), s.applier.ConfState(), s.confChanged.Swap(false)); err != nil {
 			s.fatal(fmt.Errorf("raft snapshot: %w", err))
 			return
 		}
@@ -413,6 +418,7 @@ func (s *Server) Stop() {
 		s.hub.Close()
 		s.node.Stop()
 		s.tr.Close()
+		s.closeLeaderClient()
 		s.wg.Wait()
 		if err := s.eng.Close(); err != nil {
 			s.lg.Warn("closing storage", zap.Error(err))

@@ -159,6 +159,15 @@ type MemberConfig struct {
 	// FlagsAsEnv passes every flag (the harness's and Flags) as its ETCD_*
 	// environment variable instead, leaving the command line empty.
 	FlagsAsEnv bool
+
+	// Cluster membership (StartCluster, AddMember fill these): the
+	// --initial-cluster, token and state; empty means a cluster of one.
+	InitialCluster string
+	ClusterToken   string
+	ClusterState   string
+	// Learner: the member joins as a learner, which serves no
+	// linearizable reads; readiness is probed with Status.
+	Learner bool
 }
 
 // Member is one server process on loopback. Its methods are safe to call
@@ -334,6 +343,15 @@ func (m *Member) args() []string {
 		"--initial-cluster-state=new",
 		"--initial-cluster-token=e2e-" + m.cfg.Name,
 	}
+	if m.cfg.InitialCluster != "" {
+		state := m.cfg.ClusterState
+		if state == "" {
+			state = "new"
+		}
+		args[6] = "--initial-cluster=" + m.cfg.InitialCluster
+		args[7] = "--initial-cluster-state=" + state
+		args[8] = "--initial-cluster-token=" + m.cfg.ClusterToken
+	}
 	return append(args, m.cfg.Flags...)
 }
 
@@ -419,7 +437,11 @@ func (m *Member) waitReady(p *process) error {
 	var lastErr error
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, lastErr = cli.Get(ctx, "e2e-readiness-probe")
+		if m.cfg.Learner {
+			_, lastErr = cli.Status(ctx, m.ClientURL)
+		} else {
+			_, lastErr = cli.Get(ctx, "e2e-readiness-probe")
+		}
 		cancel()
 		if lastErr == nil {
 			return m.recordIDs(cli)

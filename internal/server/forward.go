@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/internal/membership"
+)
+
+// Requests only the leader can answer (membership changes) are forwarded
+// from a follower to the leader's advertised client URLs with the etcd
+// client, as etcd forwards them over its peer API.
+
+type leaderConn struct {
+	mu  sync.Mutex
+	id  uint64
+	cli *clientv3.Client
+}
+
+// leaderClient returns a client connected to the current leader.
+func (s *Server) leaderClient() (*clientv3.Client, error) {
+	lead := s.node.Lead()
+	if lead == 0 {
+		return nil, rpctypes.ErrGRPCNoLeader
+	}
+	s.lc.mu.Lock()
+	defer s.lc.mu.Unlock()
+	if s.lc.cli != nil && s.lc.id == lead {
+		return s.lc.cli, nil
+	}
+	if s.lc.cli != nil {
+		s.lc.cli.Close()
+		s.lc.cli = nil
+	}
+	m := s.members.Member(lead)
+	if m == nil || len(m.ClientURLs) == 0 {
+		return nil, rpctypes.ErrGRPCNoLeader
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: m.ClientURLs, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the leader: %w", err)
+	}
+	s.lc.id, s.lc.cli = lead, cli
+	return cli, nil
+}
+
+func (s *Server) closeLeaderClient() {
+	s.lc.mu.Lock()
+	defer s.lc.mu.Unlock()
+	if s.lc.cli != nil {
+		s.lc.cli.Close()
+		s.lc.cli = nil
+	}
+}
+
+func (s *Server) isLeader() bool { return s.node.Lead() == s.id.MemberID }
+
+func (s *Server) forwardAdd(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, error) {
+	cli, err := s.leaderClient()
+	if err != nil {
+		return nil, err
+	}
+	var resp *clientv3.MemberAddResponse
+	if learner {
+		resp, err = cli.MemberAddAsLearner(ctx, peerURLs)
+	} else {
+		resp, err = cli.MemberAdd(ctx, peerURLs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := resp.Member
+	return &membership.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}, nil
+}
+
+func (s *Server) forwardRemove(ctx context.Context, id uint64) error {
+	cli, err := s.leaderClient()
+	if err != nil {
+		return err
+	}
+	_, err = cli.MemberRemove(ctx, id)
+	return err
+}
+
+func (s *Server) forwardUpdate(ctx context.Context, id uint64, peerURLs []string) error {
+	cli, err := s.leaderClient()
+	if err != nil {
+		return err
+	}
+	_, err = cli.MemberUpdate(ctx, id, peerURLs)
+	return err
+}
+
+func (s *Server) forwardPromote(ctx context.Context, id uint64) error {
+	cli, err := s.leaderClient()
+	if err != nil {
+		return err
+	}
+	_, err = cli.MemberPromote(ctx, id)
+	return err
+}

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Writes through any member are read back, linearizably, from every member;
+// every member holds the same history.
+func TestClusterWritesAnyMember(t *testing.T) {
+	t.Parallel()
+	c := StartCluster(t, 3)
+	for i, m := range c.Members {
+		m.Ctl(t, "put", fmt.Sprintf("k%d", i), fmt.Sprintf("v%d", i))
+	}
+	for _, m := range c.Members {
+		m.ExpectCtl(t, "k0\nv0\nk1\nv1\nk2\nv2\n", "get", "k", "--prefix")
+	}
+	out := c.Members[0].Ctl(t, "member", "list")
+	if n := strings.Count(out, "started"); n != 3 {
+		t.Fatalf("member list shows %d started members:\n%s", n, out)
+	}
+	c.WaitHashKVEqual()
+}
+
+// Killing the leader under write load: a new leader takes over, writes go
+// on, no acknowledged write is lost, and the old leader catches up when it
+// is back.
+func TestClusterKillLeader(t *testing.T) {
+	t.Parallel()
+	c := StartCluster(t, 3)
+	cli := c.Client()
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := fmt.Sprintf("w%d-%05d", w, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := cli.Put(ctx, k, "v")
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acked[k] = true
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	waitFor(t, 30*time.Second, "writes before the crash", func() bool { return count() >= 100 })
+	old := c.Leader()
+	old.Kill()
+	before := count()
+	waitFor(t, 60*time.Second, "writes after the crash", func() bool { return count() >= before+100 })
+	if l := c.Leader(); l == old {
+		t.Fatal("the killed member is still the leader")
+	}
+	close(stop)
+	wg.Wait()
+	old.Restart()
+	c.WaitHashKVEqual()
+	for _, m := range c.Members {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := m.Client().Get(ctx, "w", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[string]bool{}
+		for _, kv := range resp.Kvs {
+			have[string(kv.Key)] = true
+		}
+		mu.Lock()
+		for k := range acked {
+			if !have[k] {
+				t.Errorf("member %s lost acknowledged write %s", m.Name(), k)
+			}
+		}
+		mu.Unlock()
+	}
+}
+
+// A learner added to a cluster whose log was truncated catches up from a
+// snapshot, is refused promotion until it has, then votes; HashKV agrees.
+func TestClusterLearnerBySnapshot(t *testing.T) {
+	t.Parallel()
+	flags := []string{"--snapshot-count=20"}
+	if Kind() == KindCairn {
+		flags = append(flags, "--snapshot-catchup-entries=5")
+	}
+	c := StartCluster(t, 3, flags...)
+	cli := c.Client()
+	for i := 0; i < 200; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := cli.Put(ctx, fmt.Sprintf("pre%03d", i), "v"); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	j := c.NewJoiner("m3")
+	var add *clientv3.MemberAddResponse
+	// etcd refuses a member add until its peers have been connected for a
+	// while ("unhealthy cluster"); retry that.
+	waitFor(t, 30*time.Second, "the learner to be added", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		add, err = cli.MemberAddAsLearner(ctx, []string{j.PeerURL})
+		if err != nil && !strings.Contains(err.Error(), "unhealthy cluster") {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	j.cfg.Learner = true
+	c.StartJoining(j)
+	// A learner serves serializable reads only.
+	if _, stderr, err := j.Etcdctl("get", "pre000"); err == nil || !strings.Contains(stderr, "not supported for learner") {
+		t.Fatalf("linearizable get on a learner: err %v, stderr %s", err, stderr)
+	}
+	waitFor(t, 60*time.Second, "the learner to be promoted", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := cli.MemberPromote(ctx, add.Member.ID)
+		if err != nil && !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) && !strings.Contains(err.Error(), "in sync with leader") {
+			t.Logf("promote: %v", err)
+		}
+		return err == nil
+	})
+	c.WaitHashKVEqual()
+	j.ExpectCtl(t, "pre199\nv\n", "get", "pre199")
+}
+
+// cairn refuses the member add that would leave the cluster without a
+// quorum of started members (etcd accepts it and then blocks writes).
+func TestClusterQuorumTrapRefused(t *testing.T) {
+	if Kind() != KindCairn {
+		t.Skip("etcd accepts this add (its documented trap)")
+	}
+	t.Parallel()
+	m := StartMember(t, MemberConfig{})
+	_, stderr, err := m.Etcdctl("member", "add", "never", "--peer-urls=http://127.0.0.1:1")
+	if err == nil || !strings.Contains(stderr, "not enough started members") || !strings.Contains(stderr, "--learner") {
+		t.Fatalf("member add of a voter that never starts: err %v, stderr:\n%s", err, stderr)
+	}
+	// Writes still work.
+	m.Ctl(t, "put", "k", "v")
+	// A learner may be added, and removed again.
+	out := m.Ctl(t, "member", "add", "later", "--learner", "--peer-urls=http://127.0.0.1:1")
+	if !strings.Contains(out, "added to cluster") {
+		t.Fatalf("learner add: %s", out)
+	}
+	m.Ctl(t, "put", "k2", "v")
+}
