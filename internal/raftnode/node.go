@@ -47,11 +47,11 @@ type Transport interface {
 
 // Config is what a Node needs.
 type Config struct {
-	ID             uint64
-	Peers          []raft.Peer // initial members, for a new cluster only
+	ID    uint64
+	Peers []raft.Peer // initial members, for a new cluster only
 	// Join starts a member with an empty log that was added to a running
 	// cluster: the leader sends it the log or a snapshot.
-	Join bool
+	Join           bool
 	TickInterval   time.Duration
 	ElectionTicks  int
 	HeartbeatTicks int

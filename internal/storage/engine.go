@@ -282,7 +282,7 @@ type quietLogger struct{ e *Engine }
 
 func (quietLogger) Infof(string, ...interface{})  {}
 func (quietLogger) Errorf(string, ...interface{}) {}
-//
+
 // Pebble assumes Fatalf does not return. With an owner (OnFatal), the error
 // is reported and the calling goroutine parks while the member exits with
 // it; without one, it panics.
