@@ -12,6 +12,14 @@ import (
 	"github.com/cairn-kv/cairn/internal/lease"
 )
 
+// LeaseForwarder sends to the leader the lease requests only its lessor
+// can answer (renewal, remaining TTL), from a follower.
+type LeaseForwarder interface {
+	IsLeaseLeader() bool
+	ForwardRenew(ctx context.Context, id int64) (int64, error)
+	ForwardTimeToLive(ctx context.Context, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error)
+}
+
 // LeaseServer serves the Lease service.
 type LeaseServer struct {
 	pb.UnimplementedLeaseServer
@@ -55,6 +63,13 @@ func (s *LeaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 // LeaseTimeToLive reports a lease's remaining TTL; an unknown or expired
 // lease answers TTL -1, as etcd does.
 func (s *LeaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	if f, ok := s.b.(LeaseForwarder); ok && !f.IsLeaseLeader() {
+		resp, err := f.ForwardTimeToLive(ctx, r.ID, r.Keys)
+		if err != nil {
+			return nil, toGRPC(err)
+		}
+		return resp, nil
+	}
 	if err := s.b.LinearizableRead(ctx); err != nil {
 		return nil, toGRPC(err)
 	}
@@ -109,6 +124,12 @@ func (s *LeaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 			return err
 		}
 		ttl, resetCheckpoint, err := s.b.Lessor().Renew(lease.ID(req.ID))
+		if errors.Is(err, lease.ErrNotPrimary) {
+			if f, ok := s.b.(LeaseForwarder); ok {
+				ttl, err = f.ForwardRenew(stream.Context(), req.ID)
+				resetCheckpoint = false
+			}
+		}
 		switch {
 		case errors.Is(err, lease.ErrLeaseNotFound), errors.Is(err, lease.ErrLeaseExpired):
 			ttl, err = 0, nil

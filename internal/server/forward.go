@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -105,3 +107,40 @@ func (s *Server) forwardPromote(ctx context.Context, id uint64) error {
 	_, err = cli.MemberPromote(ctx, id)
 	return err
 }
+
+// ForwardRenew renews a lease on the leader (this member is not it). An
+// unknown lease answers TTL 0, as a keep-alive does.
+func (s *Server) ForwardRenew(ctx context.Context, id int64) (int64, error) {
+	cli, err := s.leaderClient()
+	if err != nil {
+		return 0, err
+	}
+	resp, err := cli.KeepAliveOnce(ctx, clientv3.LeaseID(id))
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return resp.TTL, nil
+}
+
+// ForwardTimeToLive asks the leader, which alone knows a lease's expiry.
+func (s *Server) ForwardTimeToLive(ctx context.Context, id int64, keys bool) (*pb.LeaseTimeToLiveResponse, error) {
+	cli, err := s.leaderClient()
+	if err != nil {
+		return nil, err
+	}
+	var opts []clientv3.LeaseOption
+	if keys {
+		opts = append(opts, clientv3.WithAttachedKeys())
+	}
+	resp, err := cli.TimeToLive(ctx, clientv3.LeaseID(id), opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.LeaseTimeToLiveResponse{Header: s.Header(), ID: int64(resp.ID), TTL: resp.TTL, GrantedTTL: resp.GrantedTTL, Keys: resp.Keys}, nil
+}
+
+// IsLeaseLeader reports whether this member's lessor decides expiry.
+func (s *Server) IsLeaseLeader() bool { return s.lessor.IsPrimary() }

@@ -170,3 +170,49 @@ func TestClusterQuorumTrapRefused(t *testing.T) {
 	}
 	m.Ctl(t, "put", "k2", "v")
 }
+
+// Lease requests that only the leader can answer work from any member:
+// grant, keep-alive and time-to-live sent to a follower.
+func TestClusterLeaseThroughFollower(t *testing.T) {
+	t.Parallel()
+	c := StartCluster(t, 3)
+	lead := c.Leader()
+	var f *Member
+	for _, m := range c.Members {
+		if m != lead {
+			f = m
+			break
+		}
+	}
+	cli := f.NewClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	g, err := cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "leased", "v", clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	ka, err := cli.KeepAliveOnce(ctx, g.ID)
+	if err != nil {
+		t.Fatalf("keep-alive through a follower: %v", err)
+	}
+	if ka.TTL != 30 {
+		t.Fatalf("keep-alive TTL %d, want 30", ka.TTL)
+	}
+	ttl, err := cli.TimeToLive(ctx, g.ID, clientv3.WithAttachedKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl.GrantedTTL != 30 || ttl.TTL <= 0 || ttl.TTL > 30 || len(ttl.Keys) != 1 {
+		t.Fatalf("time-to-live through a follower: %+v", ttl)
+	}
+	if out := f.Ctl(t, "lease", "keep-alive", "--once", fmt.Sprintf("%x", g.ID)); !strings.Contains(out, "keepalived with TTL(30)") {
+		t.Fatalf("etcdctl keep-alive through a follower: %q", out)
+	}
+	if _, err := cli.Revoke(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	lead.ExpectCtl(t, "", "get", "leased")
+}
