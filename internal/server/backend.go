@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
+	"github.com/cairn-kv/cairn/internal/propose"
 	"github.com/cairn-kv/cairn/internal/raftnode"
 	"github.com/cairn-kv/cairn/internal/version"
 )
@@ -37,7 +39,18 @@ func (s *Server) Propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.
 	// with etcd's "request timed out".
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
-	return s.prop.Propose(ctx, r)
+	resp, err := s.prop.Propose(ctx, r)
+	if err != nil && resp == nil && isProposalFailure(err) {
+		s.metrics.proposalsFail.Inc()
+	}
+	return resp, err
+}
+
+// isProposalFailure tells a proposal that did not commit (timeout, stop,
+// dropped) from one that applied with an error for the client.
+func isProposalFailure(err error) bool {
+	return errors.Is(err, propose.ErrTimeout) || errors.Is(err, propose.ErrStopped) || errors.Is(err, context.Canceled) ||
+		strings.Contains(err.Error(), "proposal dropped")
 }
 
 // requestTimeout is etcd's: 5s plus two election timeouts.

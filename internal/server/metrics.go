@@ -16,8 +16,10 @@ var rangeOne = mvcc.RangeOptions{Limit: 1}
 // metrics are the member's Prometheus metrics, with etcd's names so
 // existing dashboards and alerts keep working.
 type metrics struct {
-	reg   *prometheus.Registry
-	fsync prometheus.Histogram
+	reg           *prometheus.Registry
+	fsync         prometheus.Histogram
+	leaderChanges prometheus.Counter
+	proposalsFail prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -30,6 +32,11 @@ func newMetrics(s *Server) *metrics {
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
 	reg.MustRegister(m.fsync)
+	m.leaderChanges = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "server", Name: "leader_changes_seen_total",
+		Help: "The number of leader changes seen."})
+	m.proposalsFail = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "etcd", Subsystem: "server", Name: "proposals_failed_total",
+		Help: "The total number of failed proposals seen."})
+	reg.MustRegister(m.leaderChanges, m.proposalsFail)
 	gauge := func(sub, name, help string, fn func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "etcd", Subsystem: sub, Name: name, Help: help}, fn))
 	}

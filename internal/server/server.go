@@ -331,6 +331,9 @@ func (s *Server) fatal(err error) {
 func (s *Server) Fatal() <-chan error { return s.fatalC }
 
 func (s *Server) onLeader(lead uint64, isLeader bool) {
+	if lead != raftnode.None {
+		s.metrics.leaderChanges.Inc()
+	}
 	if isLeader {
 		s.lg.Info("became leader", zap.String("member-id", fmt.Sprintf("%x", s.id.MemberID)), zap.Uint64("term", s.node.Term()))
 		s.lessor.Promote(s.cfg.ElectionTimeout)
