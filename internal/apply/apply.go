@@ -296,25 +296,18 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 				id = req.Header.ID
 			}
 			results = append(results, pending{id: id, res: propose.Result{Resp: resp, Err: err}})
-		case raftpb.EntryConfChange:
-			cc := &raftpb.ConfChange{}
-			if err := proto.Unmarshal(ent.GetData(), cc); err != nil {
-				return fmt.Errorf("%w: conf change %d: %v", storage.ErrCorrupt, ent.GetIndex(), err)
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			cc, err := decodeConfChange(ent)
+			if err != nil {
+				return err
 			}
 			if err := a.applyConfChange(b, cc); err != nil {
 				return err
 			}
 			confChanged = true
-			results = append(results, pending{id: cc.GetId()})
-		case raftpb.EntryConfChangeV2:
-			cc := &raftpb.ConfChangeV2{}
-			if err := proto.Unmarshal(ent.GetData(), cc); err != nil {
-				return fmt.Errorf("%w: conf change %d: %v", storage.ErrCorrupt, ent.GetIndex(), err)
+			if v1, ok := cc.(*raftpb.ConfChange); ok {
+				results = append(results, pending{id: v1.GetId()})
 			}
-			if err := a.applyConfChange(b, cc); err != nil {
-				return err
-			}
-			confChanged = true
 		}
 		if d := time.Since(start); d > a.WarnApply {
 			a.lg.Warn("apply request took too long",
@@ -353,25 +346,30 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 }
 
 func (a *Applier) replayConfChange(ent *raftpb.Entry) error {
-	var cc raftpb.ConfChangeI
-	switch ent.GetType() {
-	case raftpb.EntryConfChange:
-		c := &raftpb.ConfChange{}
-		if err := proto.Unmarshal(ent.GetData(), c); err != nil {
-			return fmt.Errorf("%w: conf change %d: %v", storage.ErrCorrupt, ent.GetIndex(), err)
-		}
-		cc = c
-	case raftpb.EntryConfChangeV2:
-		c := &raftpb.ConfChangeV2{}
-		if err := proto.Unmarshal(ent.GetData(), c); err != nil {
-			return fmt.Errorf("%w: conf change %d: %v", storage.ErrCorrupt, ent.GetIndex(), err)
-		}
-		cc = c
-	default:
+	if t := ent.GetType(); t != raftpb.EntryConfChange && t != raftpb.EntryConfChangeV2 {
 		return nil
+	}
+	cc, err := decodeConfChange(ent)
+	if err != nil {
+		return err
 	}
 	a.conf.ApplyConfChange(cc)
 	return nil
+}
+
+// decodeConfChange decodes a configuration entry of either version.
+func decodeConfChange(ent *raftpb.Entry) (raftpb.ConfChangeI, error) {
+	var cc interface {
+		raftpb.ConfChangeI
+		proto.Message
+	} = &raftpb.ConfChange{}
+	if ent.GetType() == raftpb.EntryConfChangeV2 {
+		cc = &raftpb.ConfChangeV2{}
+	}
+	if err := proto.Unmarshal(ent.GetData(), cc); err != nil {
+		return nil, fmt.Errorf("%w: conf change %d: %v", storage.ErrCorrupt, ent.GetIndex(), err)
+	}
+	return cc, nil
 }
 
 func (a *Applier) applyConfChange(b *pebble.Batch, cc raftpb.ConfChangeI) error {

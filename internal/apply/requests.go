@@ -46,7 +46,7 @@ func (a *Applier) applyRequest(b *pebble.Batch, req *pb.InternalRaftRequest) (pr
 		resp.Header.Revision = w.Rev()
 		return resp, evs, nil
 	case req.Txn != nil:
-		if a.NoSpace() && txnWrites(req.Txn) {
+		if a.NoSpace() && TxnPuts(req.Txn) {
 			return nil, nil, ErrNoSpace
 		}
 		w := a.kv.Write(b)
@@ -213,14 +213,16 @@ func txnChanges(t *pb.TxnRequest) bool {
 	return false
 }
 
-func txnWrites(t *pb.TxnRequest) bool {
+// TxnPuts reports whether a txn puts a key in any branch (what the
+// NOSPACE alarm and the quota refuse).
+func TxnPuts(t *pb.TxnRequest) bool {
 	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
 		for _, op := range ops {
 			switch r := op.Request.(type) {
 			case *pb.RequestOp_RequestPut:
 				return true
 			case *pb.RequestOp_RequestTxn:
-				if txnWrites(r.RequestTxn) {
+				if TxnPuts(r.RequestTxn) {
 					return true
 				}
 			}

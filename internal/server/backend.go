@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-kv/cairn/internal/apply"
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/mvcc"
 	"github.com/cairn-kv/cairn/internal/propose"
@@ -71,23 +72,7 @@ func (s *Server) waitLeader(ctx context.Context) error {
 }
 
 func growsStore(r *pb.InternalRaftRequest) bool {
-	return r.Put != nil || r.LeaseGrant != nil || (r.Txn != nil && txnPuts(r.Txn))
-}
-
-func txnPuts(t *pb.TxnRequest) bool {
-	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
-		for _, op := range ops {
-			switch x := op.Request.(type) {
-			case *pb.RequestOp_RequestPut:
-				return true
-			case *pb.RequestOp_RequestTxn:
-				if txnPuts(x.RequestTxn) {
-					return true
-				}
-			}
-		}
-	}
-	return false
+	return r.Put != nil || r.LeaseGrant != nil || (r.Txn != nil && apply.TxnPuts(r.Txn))
 }
 
 func (s *Server) quota() int64 {
