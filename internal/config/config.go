@@ -135,6 +135,7 @@ type Config struct {
 	MaxTxnOps              uint          // --max-txn-ops
 	MaxLearners            int           // --max-learners
 	StrictReconfigCheck    bool          // --strict-reconfig-check
+	AutoPromoteLearners    bool          // --auto-promote-learners (cairn's own)
 
 	AutoCompactionMode      string // --auto-compaction-mode: periodic | revision
 	AutoCompactionRetention string // --auto-compaction-retention ("0" disables; "1h", "5m", or a number); see AutoCompaction

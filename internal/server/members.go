@@ -3,11 +3,14 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/url"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -194,4 +197,36 @@ func validPeerURLs(urls []string) error {
 		}
 	}
 	return nil
+}
+
+// autoPromoteLoop promotes learners that have caught up, on the leader,
+// when --auto-promote-learners is set.
+func (s *Server) autoPromoteLoop() {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopC:
+			return
+		case <-t.C:
+		}
+		if !s.isLeader() {
+			continue
+		}
+		for _, m := range s.members.Members() {
+			if !m.IsLearner {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+			err := s.PromoteMember(ctx, m.ID)
+			cancel()
+			switch {
+			case err == nil:
+				s.lg.Info("promoted learner that caught up", zap.String("member-id", fmt.Sprintf("%x", m.ID)))
+			case errors.Is(err, rpctypes.ErrGRPCLearnerNotReady):
+			default:
+				s.lg.Warn("failed to promote learner", zap.String("member-id", fmt.Sprintf("%x", m.ID)), zap.Error(err))
+			}
+		}
+	}
 }

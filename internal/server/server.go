@@ -216,6 +216,10 @@ func (s *Server) open() error {
 	go func() { defer s.wg.Done(); s.leaseLoop() }()
 	go func() { defer s.wg.Done(); s.compactionLoop() }()
 	s.kickCompaction() // resume a physical compaction cut short by a stop
+	if cfg.AutoPromoteLearners {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.autoPromoteLoop() }()
+	}
 	if mode, period, revs, err := cfg.AutoCompaction(); err == nil && (period > 0 || revs > 0) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.autoCompactLoop(mode, period, revs) }()

@@ -216,3 +216,46 @@ func TestClusterLeaseThroughFollower(t *testing.T) {
 	}
 	lead.ExpectCtl(t, "", "get", "leased")
 }
+
+// With --auto-promote-learners the leader promotes a learner by itself
+// once it has caught up.
+func TestClusterAutoPromoteLearner(t *testing.T) {
+	if Kind() != KindCairn {
+		t.Skip("cairn's own flag")
+	}
+	t.Parallel()
+	c := StartCluster(t, 3, "--auto-promote-learners")
+	cli := c.Client()
+	for i := 0; i < 50; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := cli.Put(ctx, fmt.Sprintf("k%02d", i), "v")
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := c.NewJoiner("m3")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	add, err := cli.MemberAddAsLearner(ctx, []string{j.PeerURL})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.cfg.Learner = true
+	c.StartJoining(j)
+	waitFor(t, 60*time.Second, "the learner to be promoted by the leader", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cli.MemberList(ctx)
+		if err != nil {
+			return false
+		}
+		for _, m := range resp.Members {
+			if m.ID == add.Member.ID {
+				return !m.IsLearner
+			}
+		}
+		return false
+	})
+	c.WaitHashKVEqual()
+}
