@@ -18,10 +18,13 @@ package api
 // accept loop never reads, so a client that connects and sends nothing only
 // costs its own goroutine until the preface deadline closes it.
 //
-// TLS (https://, unixs://) is not served yet. The seam is the classifier: a
-// TLS listener will complete the handshake in the per-connection goroutine
-// and route by the negotiated ALPN protocol ("h2" to gRPC, otherwise HTTP)
-// instead of peeking at plaintext.
+// On TLS listeners (https://, unixs://; ServeTLS) the classifier completes
+// the handshake in the per-connection goroutine, under the same deadline,
+// and routes by the negotiated ALPN protocol: "h2" to gRPC, anything else
+// (http/1.1, none) to HTTP. The *tls.Conn itself is handed on, so the HTTP
+// server sees Request.TLS. A client that fails the handshake (no
+// certificate when one is required, one from another CA) never reaches
+// either server. See tls.go.
 
 import (
 	"context"
@@ -107,9 +110,13 @@ func NewClientServer(grpcSrv *grpc.Server, httpHandler http.Handler, opts Client
 // is closed when Serve returns.
 func (s *ClientServer) Serve(l net.Listener) error {
 	timeout := s.prefaceTimeout
-	sp := newSplitter(l, func(c net.Conn) (net.Conn, route, error) {
+	return s.serve(l, func(c net.Conn) (net.Conn, route, error) {
 		return classifyPlaintext(c, timeout)
 	})
+}
+
+func (s *ClientServer) serve(l net.Listener, classify classifier) error {
+	sp := newSplitter(l, classify)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -31,7 +31,8 @@
 //   - Flags whose meaning does not apply to cairn's storage (--max-wals,
 //     --backend-bbolt-freelist-type, ...) and etcd's own ignored flags are
 //     accepted and ignored with a warning.
-//   - Every other etcd flag (TLS, discovery, auth tokens other than simple,
+//   - Every other etcd flag (CRLs and allowed CN/hostname checks, discovery,
+//     auth tokens other than simple,
 //     pprof, tracing, unsafe flags, ...) is unsupported: giving it a value
 //     other than etcd's default is an error that names it. Its default value
 //     (e.g. --client-cert-auth=false, "cert-file:" empty in a config file) is
@@ -164,6 +165,13 @@ type Config struct {
 	// Metrics.
 	Metrics string // --metrics: basic | extensive
 
+	// Security (TLS), etcd's flags and meanings; see tls.go.
+	ClientTLS     TLSInfo  // --cert-file, --key-file, --client-cert-auth, --trusted-ca-file, --auto-tls
+	PeerTLS       TLSInfo  // --peer-cert-file, --peer-key-file, --peer-client-cert-auth, --peer-trusted-ca-file, --peer-auto-tls
+	CipherSuites  []string // --cipher-suites: Go's names (tls.CipherSuiteName); empty is Go's default list
+	TLSMinVersion string   // --tls-min-version: TLS1.2 | TLS1.3
+	TLSMaxVersion string   // --tls-max-version: "" (no limit) | TLS1.2 | TLS1.3
+
 	// FeatureGates holds every etcd 3.7 server feature gate (see
 	// KnownFeatureGates) with its value: etcd's default unless --feature-gates
 	// or an --experimental-* flag set it.
@@ -227,6 +235,7 @@ func defaults() *Config {
 
 		WarningApplyDuration: DefaultWarningApplyDuration,
 		Metrics:              DefaultMetrics,
+		TLSMinVersion:        DefaultTLSMinVersion,
 		FeatureGates:         defaultFeatureGates(),
 	}
 }

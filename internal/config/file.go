@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -24,8 +25,9 @@ import (
 //   - A null value (a key with nothing after the colon) keeps the default.
 //   - feature-gates is "Name=true,Name=false", or a map of Name: bool.
 //   - client-transport-security and peer-transport-security hold TLS
-//     settings, which cairn does not implement: only empty or default values
-//     are accepted.
+//     settings, as in etcd: cert-file, key-file, client-cert-auth,
+//     trusted-ca-file and auto-tls are read; the others are accepted only
+//     empty or at their default.
 //
 // Keys that are no etcd flag are ignored with a warning, as etcd ignores
 // them.
@@ -93,7 +95,11 @@ func loadFile(s *flagSet, b []byte) (map[string]origin, []string, error) {
 	for _, key := range keys {
 		val := doc[key]
 		if fileOnly[key] {
-			if err := checkTransportSecurity(key, val); err != nil {
+			info := &s.c.ClientTLS
+			if key == "peer-transport-security" {
+				info = &s.c.PeerTLS
+			}
+			if err := applyTransportSecurity(info, key, val); err != nil {
 				return nil, nil, err
 			}
 			continue
@@ -182,9 +188,9 @@ var transportSecurity = map[string]unsupportedFlag{
 	"skip-client-san-verification": {kindBool, "false"},
 }
 
-// checkTransportSecurity accepts a TLS section only when it asks for
-// nothing: cairn does not implement TLS yet.
-func checkTransportSecurity(section string, v any) error {
+// applyTransportSecurity reads a TLS section into info. Keys cairn does not
+// implement are accepted only empty or at etcd's default.
+func applyTransportSecurity(info *TLSInfo, section string, v any) error {
 	if v == nil {
 		return nil
 	}
@@ -206,8 +212,33 @@ func checkTransportSecurity(section string, v any) error {
 		if !known && str == "" {
 			continue
 		}
+		if m[k] == nil {
+			continue
+		}
+		switch k {
+		case "cert-file":
+			info.CertFile = str
+			continue
+		case "key-file":
+			info.KeyFile = str
+			continue
+		case "trusted-ca-file":
+			info.TrustedCAFile = str
+			continue
+		case "client-cert-auth", "auto-tls":
+			b, err := strconv.ParseBool(str)
+			if err != nil {
+				return fmt.Errorf("invalid value for %s.%s: %v", section, k, err)
+			}
+			if k == "auto-tls" {
+				info.AutoTLS = b
+			} else {
+				info.ClientCertAuth = b
+			}
+			continue
+		}
 		if !known || !isDefault(spec.kind, str, spec.def) {
-			return fmt.Errorf("unsupported config file key %q: cairn does not implement TLS yet", section+"."+k)
+			return fmt.Errorf("unsupported config file key %q: cairn does not implement it yet", section+"."+k)
 		}
 	}
 	return nil

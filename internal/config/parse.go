@@ -230,6 +230,7 @@ func finish(s *flagSet, origins map[string]origin, warnings []string) (*Config, 
 		warnings = append(warnings, "feature gate LeaseCheckpoint is on without LeaseCheckpointPersist; cairn persists lease checkpoints regardless")
 	}
 
+	warnings = append(warnings, c.tlsWarnings()...)
 	c.Warnings = warnings
 	if err := c.Validate(); err != nil {
 		return nil, err

@@ -34,7 +34,7 @@ flag name in upper case with underscores (ETCD_DATA_DIR for --data-dir).
 A flag given both on the command line and in the environment is an error.
 `)
 	s := newFlagSet(defaults())
-	groups := []string{groupMember, groupCluster, groupMonitoring, groupLogging, groupFeatures}
+	groups := []string{groupMember, groupCluster, groupSecurity, groupMonitoring, groupLogging, groupFeatures}
 	for _, g := range groups {
 		fmt.Fprintf(&b, "\n%s:\n", g)
 		for _, o := range options {
@@ -71,8 +71,8 @@ A flag given both on the command line and in the environment is an error.
 	}
 
 	b.WriteString(`
-Other etcd flags (TLS, discovery, pprof, tracing, unsafe flags, ...) are not
-implemented yet: cairn accepts them only with etcd's default value and
+Other etcd flags (TLS CRLs and allowed CN/hostname, discovery, pprof,
+tracing, unsafe flags, ...) are not implemented yet: cairn accepts them only with etcd's default value and
 refuses any other value with an error naming the flag.
 `)
 	return b.String()

@@ -35,11 +35,12 @@ func (c *Config) Validate() error {
 	if err := checkHostURLs(c.InitialAdvertisePeerURLs); err != nil {
 		return fmt.Errorf(`--initial-advertise-peer-urls %q must be "host:port" (%w)`, urlsString(c.InitialAdvertisePeerURLs), err)
 	}
-	if err := checkNoTLS("--initial-advertise-peer-urls", c.InitialAdvertisePeerURLs); err != nil {
-		return err
-	}
 	if err := checkHostURLs(c.AdvertiseClientURLs); err != nil {
 		return fmt.Errorf(`--advertise-client-urls %q must be in the format "host:port", "unix:/path/to/socket" or "unixs:/path/to/socket" (%w)`, urlsString(c.AdvertiseClientURLs), err)
+	}
+
+	if err := c.checkTLS(); err != nil {
+		return err
 	}
 
 	if c.InitialClusterState != ClusterStateNew && c.InitialClusterState != ClusterStateExisting {
@@ -113,8 +114,7 @@ func (c *Config) Validate() error {
 }
 
 // checkListenURLs applies etcd's rule for addresses to bind (an IP or
-// "localhost", not a host name) and refuses TLS, which cairn does not
-// implement yet.
+// "localhost", not a host name).
 func checkListenURLs(flagName string, urls []url.URL) error {
 	for _, u := range urls {
 		if u.Scheme == "unix" || u.Scheme == "unixs" {
@@ -126,15 +126,6 @@ func checkListenURLs(flagName string, urls []url.URL) error {
 		}
 		if host != "localhost" && net.ParseIP(host) == nil {
 			return fmt.Errorf("expected IP in URL for binding (%s)", u.String())
-		}
-	}
-	return checkNoTLS(flagName, urls)
-}
-
-func checkNoTLS(flagName string, urls []url.URL) error {
-	for _, u := range urls {
-		if u.Scheme == "https" || u.Scheme == "unixs" {
-			return fmt.Errorf("%s %s: cairn does not implement TLS yet; use http or unix", flagName, u.String())
 		}
 	}
 	return nil

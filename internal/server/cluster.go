@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +66,16 @@ func (h peerHandler) ReportSnapshot(id uint64, failed bool) {
 
 // newTransport builds the peer transport for this member.
 func (s *Server) newTransport() (*transport.Transport, error) {
+	ptls, err := s.peerTLS()
+	if err != nil {
+		return nil, err
+	}
+	var clientTLS *tls.Config
+	if ptls != nil {
+		clientTLS = ptls.peer
+	}
 	return transport.New(transport.Config{
+		TLS:            clientTLS,
 		ClusterID:      s.id.ClusterID,
 		ID:             s.id.MemberID,
 		Handler:        peerHandler{&s.raft},
@@ -221,6 +231,13 @@ func (s *Server) joinExisting(ms []*membership.Member) ([]*membership.Member, er
 		mine = append(mine, u.String())
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
+	ptls, err := s.peerTLS()
+	if err != nil {
+		return nil, err
+	}
+	if ptls != nil {
+		client.Transport = &http.Transport{TLSClientConfig: ptls.peer, ForceAttemptHTTP2: true}
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		for _, m := range ms {

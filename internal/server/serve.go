@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -19,6 +20,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3lock/v3lockpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/cairn-kv/cairn/internal/api"
@@ -78,12 +80,35 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 		}
 		listeners = append(listeners, l)
 	}
+	ctls, err := s.clientTLS()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	ptls, err := s.peerTLS()
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
 	// The gateway and the Lock/Election services talk to this member
-	// through its own first client URL.
+	// through its own first plaintext client URL, or its first TLS one
+	// when all are TLS (presenting the member's certificate, as etcd).
 	self := cfg.ListenClientURLs[0]
+	for _, u := range cfg.ListenClientURLs {
+		if !config.IsTLSURL(u) {
+			self = u
+			break
+		}
+	}
+	var selfTLS *tls.Config
+	var gwOpts []grpc.DialOption
+	if config.IsTLSURL(self) {
+		selfTLS = ctls.self
+		gwOpts = append(gwOpts, grpc.WithTransportCredentials(credentials.NewTLS(selfTLS)))
+	}
 	var gw http.Handler
 	if cfg.EnableGRPCGateway {
-		g, err := api.NewGateway(api.GatewayTarget(self))
+		g, err := api.NewGateway(api.GatewayTarget(self), gwOpts...)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -93,6 +118,7 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{selfEndpoint(self)},
+		TLS:         selfTLS,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})
@@ -111,6 +137,11 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 	sv.clients = append(sv.clients, cs)
 	for i, l := range listeners {
 		u := cfg.ListenClientURLs[i]
+		if config.IsTLSURL(u) {
+			sv.serve(func() error { return cs.ServeTLS(l, ctls.server) })
+			s.lg.Info("serving client traffic securely", zap.String("address", u.Host+u.Path))
+			continue
+		}
 		sv.serve(func() error { return cs.Serve(l) })
 		s.lg.Warn("serving client traffic insecurely; this is strongly discouraged!", zap.String("address", u.Host+u.Path))
 	}
@@ -123,6 +154,12 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 		}
 		hs := &http.Server{Handler: s.peerMux(), ReadHeaderTimeout: 5 * time.Second}
 		sv.others = append(sv.others, hs)
+		if config.IsTLSURL(u) {
+			hs.TLSConfig = ptls.server
+			sv.serve(func() error { return hs.ServeTLS(l, "", "") })
+			s.lg.Info("serving peer traffic securely", zap.String("address", u.Host+u.Path))
+			continue
+		}
 		sv.serve(func() error { return hs.Serve(l) })
 		s.lg.Info("serving peer traffic", zap.String("address", u.Host+u.Path))
 	}
@@ -224,11 +261,14 @@ func listen(u url.URL) (net.Listener, error) {
 func selfEndpoint(u url.URL) string {
 	if u.Scheme == "unix" || u.Scheme == "unixs" {
 		_, addr := config.ListenAddress(u)
-		return "unix://" + addr
+		return u.Scheme + "://" + addr
 	}
 	host := u.Host
 	if h, p, err := net.SplitHostPort(host); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
 		host = net.JoinHostPort("127.0.0.1", p)
+	}
+	if u.Scheme == "https" {
+		return "https://" + host
 	}
 	return "http://" + host
 }
