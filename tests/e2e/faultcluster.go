@@ -366,10 +366,13 @@ func StartFaultCluster(t testing.TB, n int, flags ...string) *FaultCluster {
 		ic = append(ic, m.cfg.Name+"="+adv)
 		fc.Members = append(fc.Members, m)
 	}
-	// Cut every peer link before the members stop (cleanups run last
+	// Close the network before the members stop (cleanups run last
 	// first): a member then stops with its peers refusing connections, as
-	// in a plain cluster, instead of with silent links (etcd 3.4 can then
-	// take longer than stopTimeout to stop).
+	// in a plain cluster. Otherwise a keep-alive connection that a
+	// partition made silent can hang etcd 3.4's stop for good: its
+	// monitorVersions waits, on a client without a timeout, for a GET
+	// /version answer, and HardStop waits for monitorVersions (seen in a
+	// goroutine dump after SIGTERM).
 	t.Cleanup(fc.Net.Close)
 	StartAll(t, fc.Members, strings.Join(ic, ","))
 	return fc
