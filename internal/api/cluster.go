@@ -50,43 +50,46 @@ func MembersPB(ms []*membership.Member) []*pb.Member {
 // Reconfigurer changes the member set (through Raft, with the server's
 // safety checks).
 type Reconfigurer interface {
-	AddMember(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, error)
-	RemoveMember(ctx context.Context, id uint64) error
-	UpdateMember(ctx context.Context, id uint64, peerURLs []string) error
-	PromoteMember(ctx context.Context, id uint64) error
+	// Each returns the member set after the change, as the member that
+	// made it (the leader) sees it.
+	AddMember(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, []*membership.Member, error)
+	RemoveMember(ctx context.Context, id uint64) ([]*membership.Member, error)
+	UpdateMember(ctx context.Context, id uint64, peerURLs []string) ([]*membership.Member, error)
+	PromoteMember(ctx context.Context, id uint64) ([]*membership.Member, error)
 }
-
-func (s *ClusterServer) list() []*pb.Member { return MembersPB(s.members.Members()) }
 
 // MemberAdd adds a member (a learner when asked).
 func (s *ClusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	m, err := s.reconf.AddMember(ctx, r.PeerURLs, r.IsLearner)
+	m, ms, err := s.reconf.AddMember(ctx, r.PeerURLs, r.IsLearner)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberAddResponse{Header: s.b.Header(), Member: MembersPB([]*membership.Member{m})[0], Members: s.list()}, nil
+	return &pb.MemberAddResponse{Header: s.b.Header(), Member: MembersPB([]*membership.Member{m})[0], Members: MembersPB(ms)}, nil
 }
 
 // MemberRemove removes a member.
 func (s *ClusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	if err := s.reconf.RemoveMember(ctx, r.ID); err != nil {
+	ms, err := s.reconf.RemoveMember(ctx, r.ID)
+	if err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberRemoveResponse{Header: s.b.Header(), Members: s.list()}, nil
+	return &pb.MemberRemoveResponse{Header: s.b.Header(), Members: MembersPB(ms)}, nil
 }
 
 // MemberUpdate changes a member's peer URLs.
 func (s *ClusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	if err := s.reconf.UpdateMember(ctx, r.ID, r.PeerURLs); err != nil {
+	ms, err := s.reconf.UpdateMember(ctx, r.ID, r.PeerURLs)
+	if err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberUpdateResponse{Header: s.b.Header(), Members: s.list()}, nil
+	return &pb.MemberUpdateResponse{Header: s.b.Header(), Members: MembersPB(ms)}, nil
 }
 
 // MemberPromote promotes a learner that has caught up.
 func (s *ClusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	if err := s.reconf.PromoteMember(ctx, r.ID); err != nil {
+	ms, err := s.reconf.PromoteMember(ctx, r.ID)
+	if err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberPromoteResponse{Header: s.b.Header(), Members: s.list()}, nil
+	return &pb.MemberPromoteResponse{Header: s.b.Header(), Members: MembersPB(ms)}, nil
 }

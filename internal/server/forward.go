@@ -63,10 +63,19 @@ func (s *Server) closeLeaderClient() {
 
 func (s *Server) isLeader() bool { return s.node.Lead() == s.id.MemberID }
 
-func (s *Server) forwardAdd(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, error) {
+// fromPB converts the members of a forwarded answer.
+func fromPB(ms []*pb.Member) []*membership.Member {
+	out := make([]*membership.Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, &membership.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
+	}
+	return out
+}
+
+func (s *Server) forwardAdd(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, []*membership.Member, error) {
 	cli, err := s.leaderClient()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var resp *clientv3.MemberAddResponse
 	if learner {
@@ -75,37 +84,45 @@ func (s *Server) forwardAdd(ctx context.Context, peerURLs []string, learner bool
 		resp, err = cli.MemberAdd(ctx, peerURLs)
 	}
 	if err != nil {
+		return nil, nil, err
+	}
+	return fromPB([]*pb.Member{resp.Member})[0], fromPB(resp.Members), nil
+}
+
+func (s *Server) forwardRemove(ctx context.Context, id uint64) ([]*membership.Member, error) {
+	cli, err := s.leaderClient()
+	if err != nil {
 		return nil, err
 	}
-	m := resp.Member
-	return &membership.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}, nil
+	resp, err := cli.MemberRemove(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return fromPB(resp.Members), nil
 }
 
-func (s *Server) forwardRemove(ctx context.Context, id uint64) error {
+func (s *Server) forwardUpdate(ctx context.Context, id uint64, peerURLs []string) ([]*membership.Member, error) {
 	cli, err := s.leaderClient()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = cli.MemberRemove(ctx, id)
-	return err
+	resp, err := cli.MemberUpdate(ctx, id, peerURLs)
+	if err != nil {
+		return nil, err
+	}
+	return fromPB(resp.Members), nil
 }
 
-func (s *Server) forwardUpdate(ctx context.Context, id uint64, peerURLs []string) error {
+func (s *Server) forwardPromote(ctx context.Context, id uint64) ([]*membership.Member, error) {
 	cli, err := s.leaderClient()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = cli.MemberUpdate(ctx, id, peerURLs)
-	return err
-}
-
-func (s *Server) forwardPromote(ctx context.Context, id uint64) error {
-	cli, err := s.leaderClient()
+	resp, err := cli.MemberPromote(ctx, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = cli.MemberPromote(ctx, id)
-	return err
+	return fromPB(resp.Members), nil
 }
 
 // ForwardRenew renews a lease on the leader (this member is not it). An

@@ -31,15 +31,15 @@ import (
 const learnerReadyPercent = 0.9
 
 // AddMember adds a member with the given peer URLs.
-func (s *Server) AddMember(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, error) {
+func (s *Server) AddMember(ctx context.Context, peerURLs []string, learner bool) (*membership.Member, []*membership.Member, error) {
 	if err := validPeerURLs(peerURLs); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, m := range s.members.Members() {
 		for _, have := range m.PeerURLs {
 			for _, want := range peerURLs {
 				if have == want {
-					return nil, rpctypes.ErrGRPCPeerURLExist
+					return nil, nil, rpctypes.ErrGRPCPeerURLExist
 				}
 			}
 		}
@@ -55,13 +55,13 @@ func (s *Server) AddMember(ctx context.Context, peerURLs []string, learner bool)
 			}
 		}
 		if n >= s.cfg.MaxLearners {
-			return nil, rpctypes.ErrGRPCTooManyLearners
+			return nil, nil, rpctypes.ErrGRPCTooManyLearners
 		}
 	} else if s.cfg.StrictReconfigCheck {
 		voters, started := s.voterCounts(0)
 		quorum := (voters+1)/2 + 1
 		if started < quorum {
-			return nil, status.Errorf(codes.FailedPrecondition,
+			return nil, nil, status.Errorf(codes.FailedPrecondition,
 				"etcdserver: re-configuration failed due to not enough started members: with the new member the cluster has %d voting members and needs %d started ones for quorum, but only %d started, so every write would wait until the new member starts; add it with --learner, start it, then promote it (or start it within the election timeout and pass --strict-reconfig-check=false)",
 				voters+1, quorum, started)
 		}
@@ -72,7 +72,7 @@ func (s *Server) AddMember(ctx context.Context, peerURLs []string, learner bool)
 		IsLearner: learner,
 	}
 	if s.members.Member(m.ID) != nil {
-		return nil, rpctypes.ErrGRPCMemberExist
+		return nil, nil, rpctypes.ErrGRPCMemberExist
 	}
 	ctxData, _ := json.Marshal(m)
 	t := raftpb.ConfChangeAddNode
@@ -80,38 +80,38 @@ func (s *Server) AddMember(ctx context.Context, peerURLs []string, learner bool)
 		t = raftpb.ConfChangeAddLearnerNode
 	}
 	if err := s.proposeConfChange(ctx, t, m.ID, ctxData); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, s.members.Members(), nil
 }
 
 // RemoveMember removes a member.
-func (s *Server) RemoveMember(ctx context.Context, id uint64) error {
+func (s *Server) RemoveMember(ctx context.Context, id uint64) ([]*membership.Member, error) {
 	m := s.members.Member(id)
 	if m == nil {
-		return rpctypes.ErrGRPCMemberNotFound
+		return nil, rpctypes.ErrGRPCMemberNotFound
 	}
 	if !s.isLeader() {
 		return s.forwardRemove(ctx, id)
 	}
 	if s.cfg.StrictReconfigCheck && !m.IsLearner {
-		voters, started := s.voterCounts(id)
-		quorum := (voters-1)/2 + 1
+		voters, started := s.voterCounts(id) // both without the member removed
+		quorum := voters/2 + 1
 		if started < quorum {
-			return rpctypes.ErrGRPCMemberNotEnoughStarted
+			return nil, rpctypes.ErrGRPCMemberNotEnoughStarted
 		}
 	}
-	return s.proposeConfChange(ctx, raftpb.ConfChangeRemoveNode, id, nil)
+	return s.change(ctx, raftpb.ConfChangeRemoveNode, id, nil)
 }
 
 // UpdateMember changes a member's peer URLs.
-func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string) error {
+func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string) ([]*membership.Member, error) {
 	if err := validPeerURLs(peerURLs); err != nil {
-		return err
+		return nil, err
 	}
 	m := s.members.Member(id)
 	if m == nil {
-		return rpctypes.ErrGRPCMemberNotFound
+		return nil, rpctypes.ErrGRPCMemberNotFound
 	}
 	for _, o := range s.members.Members() {
 		if o.ID == id {
@@ -120,7 +120,7 @@ func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string)
 		for _, have := range o.PeerURLs {
 			for _, want := range peerURLs {
 				if have == want {
-					return rpctypes.ErrGRPCPeerURLExist
+					return nil, rpctypes.ErrGRPCPeerURLExist
 				}
 			}
 		}
@@ -130,17 +130,17 @@ func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string)
 	}
 	m.PeerURLs = peerURLs
 	ctxData, _ := json.Marshal(m)
-	return s.proposeConfChange(ctx, raftpb.ConfChangeUpdateNode, id, ctxData)
+	return s.change(ctx, raftpb.ConfChangeUpdateNode, id, ctxData)
 }
 
 // PromoteMember makes a learner a voting member once it has caught up.
-func (s *Server) PromoteMember(ctx context.Context, id uint64) error {
+func (s *Server) PromoteMember(ctx context.Context, id uint64) ([]*membership.Member, error) {
 	m := s.members.Member(id)
 	if m == nil {
-		return rpctypes.ErrGRPCMemberNotFound
+		return nil, rpctypes.ErrGRPCMemberNotFound
 	}
 	if !m.IsLearner {
-		return rpctypes.ErrGRPCMemberNotLearner
+		return nil, rpctypes.ErrGRPCMemberNotLearner
 	}
 	if !s.isLeader() {
 		return s.forwardPromote(ctx, id)
@@ -149,10 +149,10 @@ func (s *Server) PromoteMember(ctx context.Context, id uint64) error {
 	leader, ok1 := st.Progress[s.id.MemberID]
 	pr, ok2 := st.Progress[id]
 	if !ok1 || !ok2 || float64(pr.Match) < float64(leader.Match)*learnerReadyPercent {
-		return rpctypes.ErrGRPCLearnerNotReady
+		return nil, rpctypes.ErrGRPCLearnerNotReady
 	}
 	ctxData, _ := json.Marshal(m)
-	return s.proposeConfChange(ctx, raftpb.ConfChangeAddNode, id, ctxData)
+	return s.change(ctx, raftpb.ConfChangeAddNode, id, ctxData)
 }
 
 // voterCounts counts the voting members and, among them, the started
@@ -169,11 +169,24 @@ func (s *Server) voterCounts(except uint64) (voters, started int) {
 			started++
 			continue
 		}
-		if pr, ok := st.Progress[m.ID]; ok && pr.RecentActive {
+		// Started: Raft heard from it recently and its stream is up
+		// (the stream notices a dead peer at once, Raft only after an
+		// election timeout).
+		pr, ok := st.Progress[m.ID]
+		ps, up := s.tr.Status(m.ID)
+		if ok && pr.RecentActive && up && ps.Active {
 			started++
 		}
 	}
 	return voters, started
+}
+
+// change proposes a membership change and returns the member set after it.
+func (s *Server) change(ctx context.Context, t raftpb.ConfChangeType, id uint64, data []byte) ([]*membership.Member, error) {
+	if err := s.proposeConfChange(ctx, t, id, data); err != nil {
+		return nil, err
+	}
+	return s.members.Members(), nil
 }
 
 func (s *Server) proposeConfChange(ctx context.Context, t raftpb.ConfChangeType, id uint64, data []byte) error {
@@ -218,7 +231,7 @@ func (s *Server) autoPromoteLoop() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
-			err := s.PromoteMember(ctx, m.ID)
+			_, err := s.PromoteMember(ctx, m.ID)
 			cancel()
 			switch {
 			case err == nil:

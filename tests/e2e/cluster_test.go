@@ -259,3 +259,56 @@ func TestClusterAutoPromoteLearner(t *testing.T) {
 	})
 	c.WaitHashKVEqual()
 }
+
+// With one of three members down, removing another started voter would
+// leave no quorum: refused. A member add through a follower answers with
+// a member list that holds the new member.
+func TestClusterReconfigChecks(t *testing.T) {
+	t.Parallel()
+	c := StartCluster(t, 3)
+	lead := c.Leader()
+	var followers []*Member
+	for _, m := range c.Members {
+		if m != lead {
+			followers = append(followers, m)
+		}
+	}
+	cli := followers[0].NewClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var add *clientv3.MemberAddResponse
+	waitFor(t, 30*time.Second, "a learner add through a follower", func() bool {
+		var err error
+		add, err = cli.MemberAddAsLearner(ctx, []string{"http://127.0.0.1:1"})
+		if err != nil && !strings.Contains(err.Error(), "unhealthy cluster") {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	found := false
+	for _, m := range add.Members {
+		found = found || m.ID == add.Member.ID
+	}
+	if !found {
+		t.Fatalf("member add answered a member list without the new member: %v", add.Members)
+	}
+	if _, err := cli.MemberRemove(ctx, add.Member.ID); err != nil {
+		t.Fatal(err)
+	}
+	followers[1].Kill()
+	if Kind() == KindCairn {
+		// The leader's view decides "started": wait until it saw the
+		// peer's stream end.
+		waitFor(t, 30*time.Second, "the leader to see the killed peer go", func() bool {
+			return strings.Contains(lead.Log(), "peer became inactive")
+		})
+	}
+	_, err := lead.Client().MemberRemove(ctx, followers[0].MemberID)
+	if err == nil {
+		t.Fatal("a remove that leaves no quorum of started members was accepted")
+	}
+	if !strings.Contains(err.Error(), "not enough started members") && !strings.Contains(err.Error(), "unhealthy cluster") {
+		t.Fatalf("remove refused for another reason: %v", err)
+	}
+	lead.Ctl(t, "put", "still", "writable")
+}
