@@ -184,23 +184,10 @@ func (s *Server) snapshotSink(ctx context.Context, m *raftpb.Message, data io.Re
 		return err
 	}
 	final := s.snapFile(m.GetSnapshot().GetMetadata().GetIndex())
-	f, err := os.CreateTemp(s.snapDir(), "recv-*.tmp")
-	if err != nil {
+	if err := writeFileDurably(final, 0o600, func(w io.Writer) error {
+		_, err := io.Copy(w, data)
 		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := io.Copy(f, data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), final); err != nil {
+	}); err != nil {
 		return err
 	}
 	s.lg.Info("received snapshot from leader", zap.String("path", final), zap.Int64("size", size))

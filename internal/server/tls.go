@@ -24,6 +24,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/url"
@@ -233,12 +234,23 @@ func fileExists(p string) bool {
 }
 
 func writeFileSync(path string, b []byte, mode os.FileMode) error {
+	return writeFileDurably(path, mode, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeFileDurably writes path through a temporary file that is fsynced
+// and renamed into place, so a crash leaves the old file or the whole new
+// one, never a part.
+func writeFileDurably(path string, mode os.FileMode, fill func(io.Writer) error) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
+	defer os.Remove(tmp) // no-op after the rename
+	if err := fill(f); err != nil {
 		f.Close()
 		return err
 	}
