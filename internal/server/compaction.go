@@ -112,17 +112,10 @@ func (s *Server) autoCompactLoop(mode string, period time.Duration, revs int64) 
 		rev int64
 	}
 	var hist []sample
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopC:
-			return
-		case <-t.C:
-		}
+	s.every(interval, func() {
 		if !s.lessor.IsPrimary() {
 			hist = hist[:0]
-			continue
+			return
 		}
 		now := time.Now()
 		cur := s.kv.Rev()
@@ -139,7 +132,7 @@ func (s *Server) autoCompactLoop(mode string, period time.Duration, revs int64) 
 			hist = hist[:0]
 		}
 		if target <= 0 || target <= s.kv.CompactRev() {
-			continue
+			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, err := s.Propose(ctx, &pb.InternalRaftRequest{Compaction: &pb.CompactionRequest{Revision: target}})
@@ -149,5 +142,5 @@ func (s *Server) autoCompactLoop(mode string, period time.Duration, revs int64) 
 		} else {
 			s.lg.Info("auto compaction", zap.String("mode", mode), zap.Int64("revision", target))
 		}
-	}
+	})
 }

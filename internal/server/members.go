@@ -215,16 +215,9 @@ func validPeerURLs(urls []string) error {
 // autoPromoteLoop promotes learners that have caught up, on the leader,
 // when --auto-promote-learners is set.
 func (s *Server) autoPromoteLoop() {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopC:
-			return
-		case <-t.C:
-		}
+	s.every(500*time.Millisecond, func() {
 		if !s.isLeader() {
-			continue
+			return
 		}
 		for _, m := range s.members.Members() {
 			if !m.IsLearner {
@@ -241,5 +234,5 @@ func (s *Server) autoPromoteLoop() {
 				s.lg.Warn("failed to promote learner", zap.String("member-id", fmt.Sprintf("%x", m.ID)), zap.Error(err))
 			}
 		}
-	}
+	})
 }

@@ -361,16 +361,9 @@ func (s *Server) onLeader(lead uint64, isLeader bool) {
 // leaseLoop revokes expired leases and checkpoints remaining TTLs while
 // this member leads.
 func (s *Server) leaseLoop() {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stopC:
-			return
-		case <-t.C:
-		}
+	s.every(500*time.Millisecond, func() {
 		if !s.lessor.IsPrimary() {
-			continue
+			return
 		}
 		for _, id := range s.lessor.Expired(500) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -387,6 +380,20 @@ func (s *Server) leaseLoop() {
 			if err != nil {
 				s.lg.Warn("failed to checkpoint leases", zap.Error(err))
 			}
+		}
+	})
+}
+
+// every calls fn at each tick of d until the member stops.
+func (s *Server) every(d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopC:
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }
