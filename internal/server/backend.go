@@ -165,9 +165,7 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 	for _, a := range s.applier.Alarms() {
 		resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%s", a.MemberID, a.Alarm))
 	}
-	if m := s.members.Member(s.id.MemberID); m != nil {
-		resp.IsLearner = m.IsLearner
-	}
+	resp.IsLearner = s.isLearner()
 	return resp, nil
 }
 
@@ -236,7 +234,6 @@ var errNotReady = errors.New("member is not ready")
 
 // isLearner reports whether this member is a learner: it serves only
 // serializable reads and status, as in etcd.
-func (s *Server) isLearner() bool {
-	m := s.members.Member(s.id.MemberID)
-	return m != nil && m.IsLearner
-}
+// It is read on every request, so it is kept in a flag that syncPeers
+// refreshes whenever the member set changes.
+func (s *Server) isLearner() bool { return s.learner.Load() }

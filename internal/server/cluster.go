@@ -92,27 +92,26 @@ func (s *Server) newTransport() (*transport.Transport, error) {
 }
 
 // syncPeers makes the transport's peers the other members of the member
-// set, after a membership change. A member missing from a non-empty set
-// was removed and stops.
+// set, after a membership change, and notes whether this member is a
+// learner. A member missing from a non-empty set was removed and stops.
 func (s *Server) syncPeers() {
+	self := s.members.Member(s.id.MemberID)
+	s.learner.Store(self != nil && self.IsLearner)
 	ms := s.members.Members()
 	if len(ms) == 0 {
 		return
 	}
 	want := map[uint64]*membership.Member{}
-	self := false
 	for _, m := range ms {
-		if m.ID == s.id.MemberID {
-			self = true
-			continue
+		if m.ID != s.id.MemberID {
+			want[m.ID] = m
 		}
-		want[m.ID] = m
 	}
-	if !self && s.wasMember.Load() {
+	if self == nil && s.wasMember.Load() {
 		s.fatal(errRemoved)
 		return
 	}
-	if self {
+	if self != nil {
 		s.wasMember.Store(true)
 	}
 	have := map[uint64]bool{}

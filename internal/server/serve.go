@@ -283,10 +283,7 @@ type healthSource struct{ s *Server }
 
 func (h healthSource) HasLeader() bool           { return h.s.HasLeader() }
 func (h healthSource) Alarms() []*pb.AlarmMember { return h.s.Alarms() }
-func (h healthSource) IsLearner() bool {
-	m := h.s.members.Member(h.s.id.MemberID)
-	return m != nil && m.IsLearner
-}
+func (h healthSource) IsLearner() bool           { return h.s.isLearner() }
 func (h healthSource) LinearizableReadCheck(ctx context.Context) error {
 	if err := h.s.LinearizableRead(ctx); err != nil {
 		return err

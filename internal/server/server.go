@@ -78,6 +78,7 @@ type Server struct {
 	join        bool                 // joining a running cluster with an empty log
 	joinPeers   []*membership.Member // the first peers, before the member set is known
 	wasMember   atomic.Bool
+	learner     atomic.Bool                   // this member is a learner (see isLearner)
 	confChanged atomic.Bool                   // a membership change was applied: snapshot now
 	lc          leaderConn                    // client to the leader, for forwarded requests
 	raft        atomic.Pointer[raftnode.Node] // s.node, for the transport's goroutines
