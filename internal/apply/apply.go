@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cairn-kv/cairn/internal/failpoint"
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/membership"
 	"github.com/cairn-kv/cairn/internal/mvcc"
@@ -323,9 +324,11 @@ func (a *Applier) Apply(ents []*raftpb.Entry) error {
 	if err := b.Set(storage.MetaKey(storage.MetaApplied), meta, nil); err != nil {
 		return err
 	}
+	failpoint.Hit("apply-before-commit")
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("committing applied state: %w", err)
 	}
+	failpoint.Hit("apply-after-commit")
 	rev := a.kv.PendingRev()
 	a.kv.Publish(rev)
 	if len(events) > 0 && a.watch != nil {

@@ -29,6 +29,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
+	"github.com/cairn-kv/cairn/internal/failpoint"
 	"github.com/cairn-kv/cairn/internal/storage"
 )
 
@@ -296,9 +297,11 @@ func (n *Node) handle(rd raft.Ready) error {
 		}
 	}
 	sync := raft.MustSync(rd.HardState, n.prevHS, len(rd.Entries))
+	failpoint.Hit("raft-before-save")
 	if err := n.cfg.Engine.SaveRaft(rd.HardState, rd.Entries, n.lastPersisted, sync); err != nil {
 		return fmt.Errorf("persisting raft entries: %w", err)
 	}
+	failpoint.Hit("raft-after-save")
 	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
 		if err := n.mem.SetHardState(rd.HardState); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 
+	"github.com/cairn-kv/cairn/internal/failpoint"
 	"github.com/cairn-kv/cairn/internal/storage"
 )
 
@@ -36,7 +37,9 @@ func (s *Server) compactionLoop() {
 		case <-s.compactKick:
 		}
 		start := time.Now()
+		failpoint.Hit("compact-before-physical")
 		rev, err := s.kv.CompactPhysical(limit)
+		failpoint.Hit("compact-after-physical")
 		if err != nil {
 			s.lg.Error("physical compaction failed", zap.Error(err))
 			continue

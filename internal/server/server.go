@@ -27,6 +27,7 @@ import (
 
 	"github.com/cairn-kv/cairn/internal/apply"
 	"github.com/cairn-kv/cairn/internal/config"
+	"github.com/cairn-kv/cairn/internal/failpoint"
 	"github.com/cairn-kv/cairn/internal/lease"
 	"github.com/cairn-kv/cairn/internal/membership"
 	"github.com/cairn-kv/cairn/internal/mvcc"
@@ -306,7 +307,9 @@ func (s *Server) restoreLeases() error {
 func (s *Server) applyLoop() {
 	for c := range s.node.Committed() {
 		if c.Snapshot != nil {
+			failpoint.Hit("snapshot-before-install")
 			err := s.installSnapshot(c.Snapshot)
+			failpoint.Hit("snapshot-after-install")
 			c.Installed <- err
 			if err != nil {
 				s.fatal(fmt.Errorf("install snapshot: %w", err))

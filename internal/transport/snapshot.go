@@ -15,6 +15,8 @@ import (
 
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/internal/failpoint"
 )
 
 const raftpbMsgSnap = raftpb.MsgSnap
@@ -74,6 +76,7 @@ func (p *peer) runSnapshots() {
 // transferSnapshot POSTs m and its data to the peer and waits for the
 // peer to store it and hand m to its Raft node.
 func (p *peer) transferSnapshot(m *raftpb.Message) (int64, error) {
+	failpoint.Hit("snapshot-before-send")
 	var (
 		data io.ReadCloser = io.NopCloser(bytes.NewReader(nil))
 		size int64
@@ -296,6 +299,7 @@ func (t *Transport) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		fail(status, fmt.Errorf("storing snapshot: %w", err))
 		return
 	}
+	failpoint.Hit("snapshot-after-receive")
 	if err := t.cfg.Handler.Process(ctx, m); err != nil {
 		fail(http.StatusInternalServerError, fmt.Errorf("raft did not accept the snapshot message: %w", err))
 		return
