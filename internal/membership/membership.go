@@ -20,6 +20,15 @@ import (
 	"github.com/cairn-kv/cairn/internal/storage"
 )
 
+// Identity is a member's place in its cluster, stored in its data dir
+// (storage.MetaCluster, as JSON) when the member is bootstrapped, joins, or
+// is restored from a snapshot, and read at every start.
+type Identity struct {
+	ClusterID uint64 `json:"clusterID"`
+	MemberID  uint64 `json:"memberID"`
+	Name      string `json:"name"`
+}
+
 // Member is one member of the cluster.
 type Member struct {
 	ID         uint64   `json:"id"`

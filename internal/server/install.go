@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,9 +10,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cairn-kv/cairn/internal/apply"
-	"github.com/cairn-kv/cairn/internal/lease"
-	"github.com/cairn-kv/cairn/internal/membership"
+	"github.com/cairn-kv/cairn/internal/restore"
 	"github.com/cairn-kv/cairn/internal/snapshot"
 	"github.com/cairn-kv/cairn/internal/storage"
 )
@@ -38,10 +35,6 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 		return fmt.Errorf("opening received snapshot %s: %w", path, err)
 	}
 	defer r.Close()
-	meta, err := r.Meta()
-	if err != nil {
-		return err
-	}
 	b := s.eng.DB().NewBatch()
 	defer b.Close()
 	for _, span := range [][2][]byte{kvSpan(), leaseSpan(), alarmSpan(), memberSpan()} {
@@ -54,34 +47,9 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 			return err
 		}
 	}
-	if err := r.ForEachKV(func(rev snapshot.Revision, tomb bool, kv []byte) error {
-		return b.Set(storage.KVKey(rev.Main, rev.Sub, tomb), kv, nil)
-	}); err != nil {
-		return err
-	}
-	if err := r.ForEachLease(func(l snapshot.Lease) error {
-		return b.Set(storage.LeaseKey(l.ID), apply.EncodeLease(lease.Record{ID: lease.ID(l.ID), TTL: l.TTL, RemainingTTL: l.RemainingTTL}), nil)
-	}); err != nil {
-		return err
-	}
-	ms, err := r.Members()
+	meta, err := restore.WriteState(b, r, restore.Parts{Members: true, Alarms: true}, nil)
 	if err != nil {
 		return err
-	}
-	for _, m := range ms {
-		v, _ := json.Marshal(&membership.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner})
-		if err := b.Set(storage.MemberKey(m.ID), v, nil); err != nil {
-			return err
-		}
-	}
-	alarms, err := r.Alarms()
-	if err != nil {
-		return err
-	}
-	for _, a := range alarms {
-		if err := b.Set(storage.AlarmKey(a.MemberID, int32(a.Alarm)), nil, nil); err != nil {
-			return err
-		}
 	}
 	// The file may be newer than the Raft snapshot that announced it: its
 	// own applied index is the truth; entries up to it are skipped.
@@ -101,11 +69,6 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 			return err
 		}
 		if err := b.Set(storage.MetaKey(storage.MetaConfState), v, nil); err != nil {
-			return err
-		}
-	}
-	if meta.ScheduledCompactRev > 0 {
-		if err := b.Set(storage.MetaKey(storage.MetaScheduledCompact), storage.PutU64(uint64(meta.ScheduledCompactRev)), nil); err != nil {
 			return err
 		}
 	}

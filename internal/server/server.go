@@ -38,12 +38,9 @@ import (
 	"github.com/cairn-kv/cairn/internal/watch"
 )
 
-// identity is the member's cluster identity, stored at bootstrap.
-type identity struct {
-	ClusterID uint64 `json:"clusterID"`
-	MemberID  uint64 `json:"memberID"`
-	Name      string `json:"name"`
-}
+// identity is the member's cluster identity, stored at bootstrap (or by
+// an offline restore).
+type identity = membership.Identity
 
 // Server is one running member.
 type Server struct {

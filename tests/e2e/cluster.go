@@ -23,6 +23,21 @@ type Cluster struct {
 // others for a quorum) and waits until every one serves linearizable reads.
 func StartCluster(t testing.TB, n int, flags ...string) *Cluster {
 	t.Helper()
+	return StartPreparedCluster(t, n, nil, flags...)
+}
+
+// Prepared is what StartPreparedCluster tells prepare about one member
+// before it starts.
+type Prepared struct {
+	Name, DataDir, PeerURL, InitialCluster, Token string
+}
+
+// StartPreparedCluster is StartCluster, except that prepare (when not
+// nil) runs for each member once its ports, data dir and the cluster's
+// flags are chosen and before any member starts: to write the data dirs of
+// a cluster restored from a snapshot, say.
+func StartPreparedCluster(t testing.TB, n int, prepare func(Prepared), flags ...string) *Cluster {
+	t.Helper()
 	c := &Cluster{t: t, token: "e2e-cluster-" + strings.ReplaceAll(t.Name(), "/", "-"), flags: flags}
 	var ic []string
 	for i := 0; i < n; i++ {
@@ -30,9 +45,14 @@ func StartCluster(t testing.TB, n int, flags ...string) *Cluster {
 		ic = append(ic, m.cfg.Name+"="+m.PeerURL)
 		c.Members = append(c.Members, m)
 	}
-	errs := make(chan error, n)
 	for _, m := range c.Members {
 		m.cfg.InitialCluster = strings.Join(ic, ",")
+		if prepare != nil {
+			prepare(Prepared{Name: m.cfg.Name, DataDir: m.dataDir, PeerURL: m.PeerURL, InitialCluster: m.cfg.InitialCluster, Token: c.token})
+		}
+	}
+	errs := make(chan error, n)
+	for _, m := range c.Members {
 		go func(m *Member) { errs <- m.start() }(m)
 	}
 	for range c.Members {
