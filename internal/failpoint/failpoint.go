@@ -27,9 +27,19 @@
 // third hit). A count lets a restarted member get through its start-up
 // before the point fires.
 //
+// # Arming a running process
+//
+// CAIRN_FAILPOINTS_FILE names a file that the process reads every 20ms;
+// whenever its contents change they replace the armed points (with fresh
+// hit counts), and an empty or missing file disarms all. "{name}" in the
+// path is replaced by the member's --name (or ETCD_NAME), so one value can
+// be given to every member of a cluster and each member armed on its own.
+// A spec the process cannot parse is reported on stderr and ignored.
+//
 // # Cost
 //
-// With CAIRN_FAILPOINTS unset, Hit is one atomic load and a return.
+// With CAIRN_FAILPOINTS unset and no armed file, Hit is one atomic load
+// and a return.
 //
 // # Points
 //
@@ -50,6 +60,12 @@ import (
 
 // EnvVar is the environment variable read at start-up.
 const EnvVar = "CAIRN_FAILPOINTS"
+
+// FileEnvVar names the file polled for specs (see the package doc).
+const FileEnvVar = "CAIRN_FAILPOINTS_FILE"
+
+// pollInterval is how often the file of FileEnvVar is read.
+const pollInterval = 20 * time.Millisecond
 
 // ExitCode is the status of a process stopped by an exit action.
 const ExitCode = 86
@@ -98,6 +114,54 @@ func init() {
 		if err := Set(spec); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", EnvVar, err)
 			os.Exit(2)
+		}
+	}
+	if path := os.Getenv(FileEnvVar); path != "" {
+		go watchFile(strings.ReplaceAll(path, "{name}", memberName(os.Args[1:])), pollInterval, nil)
+	}
+}
+
+// memberName is the value of --name in args, else ETCD_NAME, else
+// etcd's default "default".
+func memberName(args []string) string {
+	name := os.Getenv("ETCD_NAME")
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, "--name="), strings.HasPrefix(a, "-name="):
+			name = a[strings.Index(a, "=")+1:]
+		case (a == "--name" || a == "-name") && i+1 < len(args):
+			name = args[i+1]
+		}
+	}
+	if name == "" {
+		name = "default"
+	}
+	return name
+}
+
+// watchFile applies the contents of path whenever they change, until stop
+// is closed (never, for the server).
+func watchFile(path string, every time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	last := ""
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			b = nil
+		}
+		if spec := strings.TrimSpace(string(b)); spec != last {
+			last = spec
+			if err := Set(spec); err != nil {
+				fmt.Fprintf(os.Stderr, "%s %s: %v\n", FileEnvVar, path, err)
+			} else {
+				fmt.Fprintf(os.Stderr, "failpoints armed from %s: %q\n", path, spec)
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
 		}
 	}
 }

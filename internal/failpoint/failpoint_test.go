@@ -156,3 +156,59 @@ func BenchmarkHitDisabled(b *testing.B) {
 		Hit("raft-before-save")
 	}
 }
+
+func TestMemberName(t *testing.T) {
+	t.Setenv("ETCD_NAME", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data-dir=x", "--name=m1"}, "m1"},
+		{[]string{"--name", "m2", "--data-dir=x"}, "m2"},
+		{[]string{"-name=m3"}, "m3"},
+		{nil, "default"},
+	} {
+		if got := memberName(c.args); got != c.want {
+			t.Errorf("memberName(%q) = %q, want %q", c.args, got, c.want)
+		}
+	}
+	t.Setenv("ETCD_NAME", "fromenv")
+	if got := memberName(nil); got != "fromenv" {
+		t.Errorf("memberName with ETCD_NAME = %q", got)
+	}
+}
+
+// TestArmFromFile arms and disarms through a polled file.
+func TestArmFromFile(t *testing.T) {
+	exits, _ := fake(t)
+	t.Cleanup(func() { _ = Set("") })
+	path := t.TempDir() + "/fp"
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); watchFile(path, time.Millisecond, stop) }()
+	defer func() { close(stop); <-done }()
+
+	waitArmed := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for enabled.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("armed = %v after 10s, want %v", !want, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := os.WriteFile(path, []byte("raft-after-save=2*exit\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitArmed(true)
+	Hit("raft-after-save")
+	Hit("raft-after-save")
+	if len(*exits) != 1 {
+		t.Fatalf("exits %v after two hits of 2*exit", *exits)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	waitArmed(false)
+}
