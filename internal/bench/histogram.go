@@ -165,7 +165,9 @@ func percentile(sorted []int64, p float64) int64 {
 	if len(sorted) == 0 {
 		return 0
 	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	// The epsilon keeps float error from pushing an exact rank (99.9% of
+	// 1000 is 999) up by one.
+	rank := int(math.Ceil(p/100*float64(len(sorted)) - 1e-9))
 	rank = min(max(rank, 1), len(sorted))
 	return sorted[rank-1]
 }
