@@ -1,0 +1,118 @@
+package warden
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+)
+
+// term is the right to run a service: forever for a host service, while
+// the warden leads the service's election for a group service.
+type term struct {
+	fence    *Fence          // nil: not fenced (host service)
+	lost     <-chan struct{} // closed when the right is gone; nil: never
+	failover bool            // another warden led the election before
+	release  func()          // give the right up (resign)
+}
+
+// gate hands out terms.
+type gate interface {
+	// acquire blocks until the warden may run the service, or ctx is done.
+	acquire(ctx context.Context) (*term, error)
+}
+
+type hostGate struct{}
+
+func (hostGate) acquire(ctx context.Context) (*term, error) {
+	return &term{release: func() {}}, ctx.Err()
+}
+
+// groupGate campaigns in the service's election on the warden's session.
+// The term is lost when the session ends (lease gone), when the leader key
+// is deleted, or on release.
+type groupGate struct {
+	link   *link
+	prefix string // election prefix, ending in /
+	warden string // campaign value
+	lg     *zap.Logger
+}
+
+func (g *groupGate) acquire(ctx context.Context) (*term, error) {
+	for {
+		sess, err := g.link.Session(ctx)
+		if err != nil {
+			return nil, err
+		}
+		e := concurrency.NewElection(sess, g.prefix)
+		prev := ""
+		lctx, lcancel := context.WithTimeout(ctx, opTimeout)
+		if r, err := e.Leader(lctx); err == nil && len(r.Kvs) > 0 {
+			prev = string(r.Kvs[0].Value)
+		}
+		lcancel()
+		cctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-sess.Done():
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+		if err := e.Campaign(cctx, g.warden); err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			g.lg.Warn("election campaign failed; retrying", zap.String("election", g.prefix), zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(g.link.retry):
+			}
+			continue
+		}
+		lost := make(chan struct{})
+		key, rev := e.Key(), e.Rev()
+		go func() {
+			defer close(lost)
+			defer cancel()
+			wch := g.link.cli.Watch(cctx, key, clientv3.WithRev(rev+1))
+			for {
+				select {
+				case <-sess.Done():
+					return
+				case <-cctx.Done():
+					return
+				case wr, ok := <-wch:
+					if !ok || wr.Err() != nil {
+						return
+					}
+					for _, ev := range wr.Events {
+						if ev.Type == clientv3.EventTypeDelete {
+							return
+						}
+					}
+				}
+			}
+		}()
+		return &term{
+			fence:    &Fence{Key: key, Rev: rev},
+			lost:     lost,
+			failover: prev != "" && prev != g.warden,
+			release: func() {
+				cancel()
+				rctx, rcancel := context.WithTimeout(context.Background(), opTimeout)
+				defer rcancel()
+				_, _ = g.link.cli.Txn(rctx).
+					If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
+					Then(clientv3.OpDelete(key)).Commit()
+			},
+		}, nil
+	}
+}
+
+func strconvHex(v int64) string { return strconv.FormatUint(uint64(v), 16) }
