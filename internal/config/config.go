@@ -142,6 +142,7 @@ type Config struct {
 	AutoCompactionRetention string // --auto-compaction-retention ("0" disables; "1h", "5m", or a number); see AutoCompaction
 	CompactionBatchLimit    int    // --compaction-batch-limit
 
+	CorruptCheckTime        time.Duration // --corrupt-check-time: period of the leader's hash comparison, 0 = off
 	LeaseCheckpointInterval time.Duration // --lease-checkpoint-interval (cairn's own: how often remaining TTLs go through Raft)
 
 	// Watch.

@@ -43,6 +43,7 @@ var aliases = map[string]string{
 	"experimental-warning-apply-duration":         "warning-apply-duration",
 	"experimental-watch-progress-notify-interval": "watch-progress-notify-interval",
 	"experimental-max-learners":                   "max-learners",
+	"experimental-corrupt-check-time":             "corrupt-check-time",
 }
 
 // gateFlags maps an etcd 3.6 experimental bool to the feature gate that
@@ -153,7 +154,6 @@ var unsupported = map[string]unsupportedFlag{
 	"distributed-tracing-instance-id":   {kindString, ""},
 	"distributed-tracing-sampling-rate": {kindNumber, "0"},
 	// Features.
-	"corrupt-check-time":                   {kindDuration, "0s"},
 	"compact-hash-check-time":              {kindDuration, "1m"},
 	"compaction-sleep-interval":            {kindDuration, "0s"},
 	"downgrade-check-time":                 {kindDuration, "5s"},
@@ -162,7 +162,6 @@ var unsupported = map[string]unsupportedFlag{
 	"force-new-cluster": {kindBool, "false"},
 	"unsafe-no-fsync":   {kindBool, "false"},
 	// etcd 3.5/3.6 experimental spellings of the above.
-	"experimental-corrupt-check-time":                   {kindDuration, "0s"},
 	"experimental-compact-hash-check-time":              {kindDuration, "1m"},
 	"experimental-compaction-sleep-interval":            {kindDuration, "0s"},
 	"experimental-downgrade-check-time":                 {kindDuration, "5s"},
@@ -365,6 +364,9 @@ var options = []option{
 	{name: "max-learners", group: groupFeatures, kind: kindNumber,
 		usage: "Largest number of learner members the cluster accepts.",
 		bind:  func(c *Config, _ *flagSet) flagValue { return signedValue[int]{&c.MaxLearners} }},
+	{name: "corrupt-check-time", group: groupFeatures, kind: kindDuration,
+		usage: "How often the leader compares its key-value hash with every member's; a member that differs gets the CORRUPT alarm. 0 disables the check.",
+		bind:  func(c *Config, _ *flagSet) flagValue { return durationValue{&c.CorruptCheckTime} }},
 	{name: "lease-checkpoint-interval", group: groupFeatures, kind: kindDuration,
 		usage: "How often the leader records remaining lease TTLs through Raft, so that they survive a leader change (cairn's own flag).",
 		bind:  func(c *Config, _ *flagSet) flagValue { return durationValue{&c.LeaseCheckpointInterval} }},

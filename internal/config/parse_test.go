@@ -250,7 +250,7 @@ func TestErrors(t *testing.T) {
 		{"unsupported discovery", []string{"--discovery-endpoints=http://d:2379"}, "unsupported flag --discovery-endpoints"},
 		{"unsupported jwt", []string{"--auth-token=jwt,pub-key=a"}, "unsupported flag --auth-token"},
 		{"unsupported unsafe", []string{"--force-new-cluster"}, "unsupported flag --force-new-cluster"},
-		{"unsupported experimental", []string{"--experimental-corrupt-check-time=1m"}, "unsupported flag --experimental-corrupt-check-time"},
+		{"unsupported experimental", []string{"--experimental-compact-hash-check-time=2m"}, "unsupported flag --experimental-compact-hash-check-time"},
 		{"unsupported pre-vote off", []string{"--pre-vote=false"}, "unsupported flag --pre-vote"},
 
 		{"bad scheme", []string{"--listen-peer-urls=ftp://127.0.0.1:2380"}, "URL scheme must be http, https, unix, or unixs: ftp://127.0.0.1:2380"},
@@ -338,6 +338,10 @@ func TestIgnoredAndDeprecated(t *testing.T) {
 			check: func(c *Config) bool {
 				return c.FeatureEnabled("LeaseCheckpoint") && c.FeatureEnabled("LeaseCheckpointPersist")
 			}, warning: "use --feature-gates=LeaseCheckpoint=true instead"},
+		{name: "corrupt check time", args: []string{"--corrupt-check-time=3m"},
+			check: func(c *Config) bool { return c.CorruptCheckTime == 3*time.Minute }},
+		{name: "corrupt check time, experimental spelling", args: []string{"--experimental-corrupt-check-time=30s"},
+			check: func(c *Config) bool { return c.CorruptCheckTime == 30*time.Second }},
 		{name: "corrupt check gate", args: []string{"--experimental-initial-corrupt-check=true"},
 			check: func(c *Config) bool { return c.FeatureGates["InitialCorruptCheck"] }},
 		{name: "gate off", args: []string{"--experimental-txn-mode-write-with-shared-buffer=false"},

@@ -94,6 +94,9 @@ func (c *Config) Validate() error {
 	if c.CompactionBatchLimit < 0 {
 		return fmt.Errorf("--compaction-batch-limit must be >=0 (set to %d)", c.CompactionBatchLimit)
 	}
+	if c.CorruptCheckTime < 0 {
+		return fmt.Errorf("--corrupt-check-time must be >=0 (set to %v)", c.CorruptCheckTime)
+	}
 	if c.LeaseCheckpointInterval < 0 {
 		return fmt.Errorf("--lease-checkpoint-interval must be >=0 (set to %v)", c.LeaseCheckpointInterval)
 	}

@@ -202,6 +202,7 @@ func (s *Server) peerMux() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(s.members.Members())
 	})
+	mux.HandleFunc(hashKVPath, s.serveHashKV)
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"etcdserver":%q,"etcdcluster":%q}`, version.EtcdVersion, version.EtcdCluster)
@@ -216,13 +217,9 @@ func (s *Server) joinExisting(ms []*membership.Member) ([]*membership.Member, er
 	for _, u := range s.cfg.InitialAdvertisePeerURLs {
 		mine = append(mine, u.String())
 	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	ptls, err := s.peerTLS()
+	client, err := s.peerHTTPClient(5 * time.Second)
 	if err != nil {
 		return nil, err
-	}
-	if ptls != nil {
-		client.Transport = &http.Transport{TLSClientConfig: ptls.peer, ForceAttemptHTTP2: true}
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {

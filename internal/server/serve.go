@@ -47,6 +47,11 @@ type Serving struct {
 // they accept connections.
 func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 	cfg := s.cfg
+	if cfg.FeatureEnabled("InitialCorruptCheck") {
+		if err := s.checkInitialHashKV(ctx); err != nil {
+			return nil, err
+		}
+	}
 	sv := &Serving{errC: make(chan error, 8)}
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),

@@ -219,6 +219,10 @@ func (s *Server) open() error {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.autoPromoteLoop() }()
 	}
+	if cfg.CorruptCheckTime > 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.corruptCheckLoop(cfg.CorruptCheckTime) }()
+	}
 	if mode, period, revs, err := cfg.AutoCompaction(); err == nil && (period > 0 || revs > 0) {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.autoCompactLoop(mode, period, revs) }()
