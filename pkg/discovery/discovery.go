@@ -29,6 +29,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
+// DefaultPrefix is where cairn-warden registers services unless a
+// service's key says otherwise.
+const DefaultPrefix = "/services/"
+
 // Service statuses written by cairn-warden.
 const (
 	StatusRunning = "running"
