@@ -161,8 +161,8 @@ func TxnPut(ctx context.Context, o TxnPutOptions) (*Report, error) {
 	if err := o.KeySpec.Validate(); err != nil {
 		return nil, err
 	}
-	if o.TxnOps < 1 {
-		return nil, fmt.Errorf("--txn-ops=%d: must be at least 1", o.TxnOps)
+	if o.TxnOps < 1 || o.TxnOps > o.KeySpace {
+		return nil, fmt.Errorf("--txn-ops=%d: must be at least 1 and at most --key-space-size (%d): a txn puts distinct keys", o.TxnOps, o.KeySpace)
 	}
 	ctx, cancel := o.runCtx(ctx)
 	defer cancel()
@@ -183,9 +183,12 @@ func TxnPut(ctx context.Context, o TxnPutOptions) (*Report, error) {
 	}
 	defer cs.Close()
 	return o.closedLoop(ctx, "txn-put", cs, func(ctx context.Context, w int, n int64) error {
+		// TxnOps consecutive keys from a sequential or random start:
+		// distinct, as a txn must not put one key twice.
 		buf := bufs[w]
+		base := pick.pick(w, n*int64(len(buf)))
 		for j := range buf {
-			buf[j] = ops[pick.pick(w, n*int64(len(buf))+int64(j))]
+			buf[j] = ops[(base+j)%len(ops)]
 		}
 		_, err := cs.For(w).Txn(ctx).Then(buf...).Commit()
 		return err
