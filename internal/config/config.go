@@ -153,6 +153,7 @@ type Config struct {
 	GRPCKeepAliveInterval time.Duration // --grpc-keepalive-interval
 	GRPCKeepAliveTimeout  time.Duration // --grpc-keepalive-timeout
 	EnableGRPCGateway     bool          // --enable-grpc-gateway
+	EnablePprof           bool          // --enable-pprof: /debug/pprof/ on the client URLs
 	MaxConcurrentStreams  uint32        // --max-concurrent-streams
 
 	// Logging.

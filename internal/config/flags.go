@@ -144,7 +144,6 @@ var unsupported = map[string]unsupportedFlag{
 	"bcrypt-cost":    {kindNumber, "10"},
 	"auth-token-ttl": {kindNumber, "300"},
 	// Profiling, logging, tracing.
-	"enable-pprof":                      {kindBool, "false"},
 	"enable-log-rotation":               {kindBool, "false"},
 	"log-rotation-config-json":          {kindString, `{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}`},
 	"warning-unary-request-duration":    {kindDuration, "300ms"},
@@ -291,6 +290,9 @@ var options = []option{
 	{name: "enable-grpc-gateway", group: groupMember, kind: kindBool,
 		usage: "Serve the JSON gateway (/v3/...) on the client URLs.",
 		bind:  func(c *Config, _ *flagSet) flagValue { return boolValue{&c.EnableGRPCGateway} }},
+	{name: "enable-pprof", group: groupMember, kind: kindBool,
+		usage: "Serve Go's runtime profiling data (/debug/pprof/) on the client URLs.",
+		bind:  func(c *Config, _ *flagSet) flagValue { return boolValue{&c.EnablePprof} }},
 	{name: "feature-gates", group: groupMember, kind: kindGates,
 		usage: "Comma-separated Name=true|false pairs setting etcd's server feature gates. Known gates:",
 		bind:  func(_ *Config, s *flagSet) flagValue { return &s.gates }},

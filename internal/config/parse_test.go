@@ -246,7 +246,6 @@ func TestErrors(t *testing.T) {
 
 		{"unsupported TLS", []string{"--client-crl-file=/c.pem"}, "unsupported flag --client-crl-file: cairn does not implement it yet"},
 		{"unsupported bool", []string{"--peer-skip-client-san-verification"}, "unsupported flag --peer-skip-client-san-verification: cairn does not implement it yet"},
-		{"unsupported pprof", []string{"--enable-pprof"}, "unsupported flag --enable-pprof"},
 		{"unsupported discovery", []string{"--discovery-endpoints=http://d:2379"}, "unsupported flag --discovery-endpoints"},
 		{"unsupported jwt", []string{"--auth-token=jwt,pub-key=a"}, "unsupported flag --auth-token"},
 		{"unsupported unsafe", []string{"--force-new-cluster"}, "unsupported flag --force-new-cluster"},
@@ -664,7 +663,8 @@ func TestConfigFile(t *testing.T) {
 			check: func(c *Config) bool { return c.FeatureGates["InitialCorruptCheck"] }, warning: "experimental-initial-corrupt-check"},
 		{name: "unsupported at default", file: "auto-tls: false\ncipher-suites: []\nenable-pprof: false\ntls-min-version: TLS1.2\n",
 			check: func(c *Config) bool { return true }},
-		{name: "unsupported", file: "enable-pprof: true\n", err: `unsupported config file key "enable-pprof": cairn does not implement it yet`},
+		{name: "unsupported", file: "enable-distributed-tracing: true\n", err: `unsupported config file key "enable-distributed-tracing": cairn does not implement it yet`},
+		{name: "pprof", file: "enable-pprof: true\n", check: func(c *Config) bool { return c.EnablePprof }},
 		{name: "unsupported list", file: "peer-cert-allowed-cn: [a, b]\n", err: `unsupported config file key "peer-cert-allowed-cn"`},
 		{name: "tls section", file: "client-transport-security:\n  cert-file: /etc/c.pem\n  key-file: /etc/k.pem\n  client-cert-auth: true\n  trusted-ca-file: /etc/ca.pem\n",
 			check: func(c *Config) bool {

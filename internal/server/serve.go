@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 
@@ -135,8 +136,13 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 	v3lockpb.RegisterLockServer(gs, api.NewLockServer(cli))
 	v3electionpb.RegisterElectionServer(gs, api.NewElectionServer(cli))
 
+	var extra map[string]http.Handler
+	if cfg.EnablePprof {
+		extra = pprofHandlers()
+		s.lg.Info("pprof is enabled", zap.String("path", "/debug/pprof/"))
+	}
 	handler := api.NewHTTPHandler(api.HTTPConfig{
-		Health: health, Versions: versions{}, Gatherer: s.metrics.reg, Gateway: gw, Logger: s.lg,
+		Health: health, Versions: versions{}, Gatherer: s.metrics.reg, Gateway: gw, Logger: s.lg, Extra: extra,
 	})
 	cs := api.NewClientServer(gs, handler, api.ClientServerOptions{})
 	sv.clients = append(sv.clients, cs)
@@ -299,4 +305,15 @@ func (h healthSource) LinearizableReadCheck(ctx context.Context) error {
 func (h healthSource) SerializableReadCheck(ctx context.Context) error {
 	_, err := h.s.kv.Range([]byte("health"), nil, rangeOne)
 	return err
+}
+
+// pprofHandlers serve Go's profiles under /debug/pprof/ (--enable-pprof).
+func pprofHandlers() map[string]http.Handler {
+	return map[string]http.Handler{
+		"/debug/pprof/":        http.HandlerFunc(pprof.Index),
+		"/debug/pprof/cmdline": http.HandlerFunc(pprof.Cmdline),
+		"/debug/pprof/profile": http.HandlerFunc(pprof.Profile),
+		"/debug/pprof/symbol":  http.HandlerFunc(pprof.Symbol),
+		"/debug/pprof/trace":   http.HandlerFunc(pprof.Trace),
+	}
 }

@@ -136,3 +136,19 @@ func TestHTTP(t *testing.T) {
 		}
 	})
 }
+
+// TestPprof: --enable-pprof serves Go's profiles on the client URL, as
+// etcd does; without it the paths are not there.
+func TestPprof(t *testing.T) {
+	m := StartMember(t, MemberConfig{Flags: []string{"--enable-pprof"}})
+	if code, body := httpDo(t, m, "GET", "/debug/pprof/cmdline", ""); code != 200 || body == "" {
+		t.Errorf("GET /debug/pprof/cmdline with --enable-pprof: %d %q", code, body)
+	}
+	if code, body := httpDo(t, m, "GET", "/debug/pprof/heap?debug=1", ""); code != 200 || !strings.Contains(body, "heap profile") {
+		t.Errorf("GET /debug/pprof/heap with --enable-pprof: %d %.100q", code, body)
+	}
+	plain := StartMember(t, MemberConfig{Name: "plain"})
+	if code, _ := httpDo(t, plain, "GET", "/debug/pprof/cmdline", ""); code != 404 {
+		t.Errorf("GET /debug/pprof/cmdline without --enable-pprof: %d, want 404", code)
+	}
+}
