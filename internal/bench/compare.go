@@ -89,7 +89,11 @@ func LoadResults(dir string) (*Results, error) {
 			}
 			get(k).Report = &rep
 		case ".rss":
-			v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			txt := strings.TrimSpace(string(b))
+			if txt == "" {
+				continue // the process was gone before it was sampled
+			}
+			v, err := strconv.ParseInt(txt, 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
