@@ -111,8 +111,11 @@ type Node struct {
 
 	lastPersisted uint64
 	prevHS        *raftpb.HardState
-	errMu         sync.Mutex
-	err           error
+	// termStart is the index of this leader's first entry of its term
+	// (0 when not leader); see handle.
+	termStart uint64
+	errMu     sync.Mutex
+	err       error
 }
 
 // ErrStopped is returned by calls on a stopped node.
@@ -284,9 +287,22 @@ func (n *Node) handle(rd raft.Ready) error {
 		n.term.Store(rd.HardState.GetTerm())
 		n.commit.Store(rd.HardState.GetCommit())
 	}
+	if rd.SoftState != nil {
+		n.termStart = 0
+		if rd.SoftState.RaftState == raft.StateLeader {
+			n.termStart = termStart(rd, n.term.Load(), n.lastPersisted)
+		}
+	}
 	for _, rs := range rd.ReadStates {
+		// A leader's commit index may lag behind entries committed in
+		// earlier terms until it commits one of its own: a restarted
+		// single member's persisted commit index can be stale (it is
+		// written without sync), and raft answers a single voter's
+		// ReadIndex with it at once. Reads wait for the leader's first
+		// entry, as raft makes every other leader do.
+		idx := max(rs.Index, n.termStart)
 		select {
-		case n.readC <- ReadState{Index: rs.Index, Ctx: rs.RequestCtx}:
+		case n.readC <- ReadState{Index: idx, Ctx: rs.RequestCtx}:
 		default:
 			// Nobody is waiting; the read-index loop retries.
 		}
@@ -324,6 +340,21 @@ func (n *Node) handle(rd raft.Ready) error {
 		}
 	}
 	return nil
+}
+
+// termStart finds the first entry of term in a Ready that made this node
+// leader (raft appends it on election); if the Ready has none it returns
+// the first index after the persisted log, which is no later.
+func termStart(rd raft.Ready, term, lastPersisted uint64) uint64 {
+	if rd.HardState != nil && rd.HardState.GetTerm() > term {
+		term = rd.HardState.GetTerm()
+	}
+	for _, e := range rd.Entries {
+		if e.GetTerm() == term {
+			return e.GetIndex()
+		}
+	}
+	return lastPersisted + 1
 }
 
 // installSnapshot hands a leader's snapshot to the apply loop, waits until
