@@ -106,10 +106,12 @@ func run(cmd *cobra.Command, f *cliFlags) error {
 		DialTimeout: f.dialTimeout,
 		TLS:         tlsCfg,
 		Logger:      lg.Named("client").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
-		// Keep-alive pings find a dead endpoint quickly so the client
-		// moves to another one.
-		DialKeepAliveTime:    2 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
+		// Pings find a silently dead endpoint so the client moves to
+		// another one; not more often than the servers' default
+		// --grpc-keepalive-min-time (5s), which would close the
+		// connection (and the lease keep-alive stream with it).
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
 	}
 	if f.user != "" {
 		ccfg.Username, ccfg.Password = f.user, f.password

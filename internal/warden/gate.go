@@ -3,6 +3,7 @@ package warden
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -62,7 +63,21 @@ func (g *groupGate) acquire(ctx context.Context) (*term, error) {
 			case <-cctx.Done():
 			}
 		}()
-		if err := e.Campaign(cctx, g.warden); err != nil {
+		// Another warden leading at any time while this one waits makes
+		// winning a takeover.
+		var sawOther atomic.Bool
+		sawOther.Store(prev != "" && prev != g.warden)
+		octx, ocancel := context.WithCancel(cctx)
+		go func() {
+			for r := range e.Observe(octx) {
+				if len(r.Kvs) > 0 && string(r.Kvs[0].Value) != g.warden {
+					sawOther.Store(true)
+				}
+			}
+		}()
+		err = e.Campaign(cctx, g.warden)
+		ocancel()
+		if err != nil {
 			cancel()
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -102,7 +117,7 @@ func (g *groupGate) acquire(ctx context.Context) (*term, error) {
 		return &term{
 			fence:    &Fence{Key: key, Rev: rev},
 			lost:     lost,
-			failover: prev != "" && prev != g.warden,
+			failover: sawOther.Load(),
 			release: func() {
 				cancel()
 				rctx, rcancel := context.WithTimeout(context.Background(), opTimeout)

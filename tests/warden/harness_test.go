@@ -350,3 +350,5 @@ func execCommand(ctx context.Context, bin string, args ...string) (string, error
 	b, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	return string(b), err
 }
+
+func killPid(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
