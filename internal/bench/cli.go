@@ -303,7 +303,9 @@ func signalContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 }
 
 // WaitReady polls every endpoint with Status until each answers and
-// reports a leader, or timeout passes.
+// reports a leader, or timeout passes. Each attempt uses a new client: a
+// client whose first dial was refused waits out gRPC's reconnect backoff
+// (a second), which would make a quick start look slow.
 func WaitReady(ctx context.Context, cfg Config, timeout time.Duration, log io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -311,28 +313,11 @@ func WaitReady(ctx context.Context, cfg Config, timeout time.Duration, log io.Wr
 	if err != nil {
 		return err
 	}
-	cli, err := clientv3.New(cc)
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
+	cc.DialTimeout = 0 // never block in New: the attempt below is bounded
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var last error
 	for {
-		last = nil
-		for _, ep := range cfg.Endpoints {
-			sctx, c := context.WithTimeout(ctx, time.Second)
-			st, err := cli.Status(sctx, ep)
-			c()
-			if err == nil && st.Leader == 0 {
-				err = errors.New("no leader yet")
-			}
-			if err != nil {
-				last = fmt.Errorf("%s: %w", ep, err)
-				break
-			}
-		}
+		last := readyOnce(ctx, cc, cfg.Endpoints)
 		if last == nil {
 			return nil
 		}
@@ -343,4 +328,25 @@ func WaitReady(ctx context.Context, cfg Config, timeout time.Duration, log io.Wr
 		case <-tick.C:
 		}
 	}
+}
+
+// readyOnce asks every endpoint for its Status once.
+func readyOnce(ctx context.Context, cc clientv3.Config, endpoints []string) error {
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	for _, ep := range endpoints {
+		sctx, c := context.WithTimeout(ctx, time.Second)
+		st, err := cli.Status(sctx, ep)
+		c()
+		if err == nil && st.Leader == 0 {
+			err = errors.New("no leader yet")
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", ep, err)
+		}
+	}
+	return nil
 }
