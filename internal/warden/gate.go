@@ -95,24 +95,7 @@ func (g *groupGate) acquire(ctx context.Context) (*term, error) {
 		go func() {
 			defer close(lost)
 			defer cancel()
-			wch := g.link.cli.Watch(cctx, key, clientv3.WithRev(rev+1))
-			for {
-				select {
-				case <-sess.Done():
-					return
-				case <-cctx.Done():
-					return
-				case wr, ok := <-wch:
-					if !ok || wr.Err() != nil {
-						return
-					}
-					for _, ev := range wr.Events {
-						if ev.Type == clientv3.EventTypeDelete {
-							return
-						}
-					}
-				}
-			}
+			g.watchLeadership(cctx, sess, Fence{Key: key, Rev: rev})
 		}()
 		return &term{
 			fence:    &Fence{Key: key, Rev: rev},
@@ -127,6 +110,61 @@ func (g *groupGate) acquire(ctx context.Context) (*term, error) {
 					Then(clientv3.OpDelete(key)).Commit()
 			},
 		}, nil
+	}
+}
+
+// watchLeadership returns when the term of f ends: the session ends, ctx
+// is done, or the leader key is deleted (or replaced). A watch that fails
+// (compacted revision, canceled stream) is resumed after checking the key.
+func (g *groupGate) watchLeadership(ctx context.Context, sess *concurrency.Session, f Fence) {
+	from := f.Rev + 1
+	for {
+		wctx, wcancel := context.WithCancel(ctx)
+		wch := g.link.cli.Watch(wctx, f.Key, clientv3.WithRev(from))
+		ended := func() bool {
+			defer wcancel()
+			for {
+				select {
+				case <-sess.Done():
+					return true
+				case <-ctx.Done():
+					return true
+				case wr, ok := <-wch:
+					if !ok || wr.Err() != nil {
+						return false
+					}
+					for _, ev := range wr.Events {
+						if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != f.Rev {
+							return true
+						}
+					}
+				}
+			}
+		}()
+		if ended {
+			return
+		}
+		// Resume from now if the key is still ours.
+		gctx, gcancel := context.WithTimeout(ctx, opTimeout)
+		resp, err := g.link.cli.Get(gctx, f.Key)
+		gcancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			// Not known either way; the session's keep-alive decides.
+			select {
+			case <-sess.Done():
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(g.link.retry):
+			}
+		case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != f.Rev:
+			return
+		default:
+			from = resp.Header.Revision + 1
+		}
 	}
 }
 

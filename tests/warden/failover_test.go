@@ -3,6 +3,7 @@ package warden
 import (
 	"context"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,4 +171,59 @@ func TestCairnUnreachable(t *testing.T) {
 		r, err := cli.TimeToLive(ctx, clientv3.LeaseID(lease1))
 		return err == nil && r.TTL == -1
 	})
+}
+
+// TestPausedWardenStopsItsCopy pauses (SIGSTOP) the leading warden of a
+// group until its lease expires and the other warden takes over, then
+// resumes it: it must stop its copy at once and never write the key
+// again (its writes are fenced by its election key).
+func TestPausedWardenStopsItsCopy(t *testing.T) {
+	t.Parallel()
+	m := e2e.StartMember(t, e2e.MemberConfig{})
+	cli := m.Client()
+	addr := freeAddr(t)
+	cfg := "services:" + tcpService("web", addr, "    placement: {group: g2}\n")
+	wardens := map[string]*wardenProc{
+		"wa": startWarden(t, "wa", cfg, endpoints(m), "--group", "g2", "--lease-ttl", "2s"),
+		"wb": startWarden(t, "wb", cfg, endpoints(m), "--group", "g2", "--lease-ttl", "2s"),
+	}
+	first := waitRecord(t, cli, "/services/web", "web registered", func(r discovery.Record) bool { return r.Health == discovery.HealthHealthy })
+	lead, other := wardens[first.Warden], wardens["wa"]
+	if first.Warden == "wa" {
+		other = wardens["wb"]
+	}
+	waitFor(t, "both wardens in the election", func() bool { return electionSize(t, cli, "g2", "web") == 2 })
+	events := watchKey(t, cli, "/services/web")
+
+	if err := lead.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The paused warden's lease expires; the other one wins the election.
+	// (Its copy cannot bind the address while the paused warden's child
+	// holds it, so it keeps restarting until that one is gone.)
+	waitFor(t, "the paused warden to leave the election", func() bool { return electionSize(t, cli, "g2", "web") == 1 })
+	if err := lead.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the resumed warden to stop its copy", func() bool { return !alive(first.PID) })
+	final := waitRecord(t, cli, "/services/web", "web registered by the other warden", func(r discovery.Record) bool {
+		return r.Warden == other.name && r.Health == discovery.HealthHealthy
+	})
+	if pids := processesWith(addr); len(pids) != 1 || pids[0] != final.PID {
+		t.Errorf("servers on %s: %v, want only %d", addr, pids, final.PID)
+	}
+	for ev := events.next(t); ; ev = events.next(t) {
+		if ev.Type == discovery.Put && ev.Record.Warden != other.name {
+			t.Errorf("the paused warden wrote the key after losing the election: %+v", ev.Record)
+		}
+		if ev.Type == discovery.Put && ev.Record.PID == final.PID && ev.Record.Health == discovery.HealthHealthy {
+			break
+		}
+	}
+	if !strings.Contains(lead.log(), `"msg":"lost the election; stopping the service"`) {
+		t.Errorf("the resumed warden did not log losing the election")
+	}
+	if !lead.running() {
+		t.Errorf("the resumed warden exited: %v", lead.err)
+	}
 }
