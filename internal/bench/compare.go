@@ -231,7 +231,7 @@ func measure(runs []Run) measures {
 // server with the median and (min–max) over the rounds of throughput,
 // p50, p99 and peak RSS, then the ratios of the medians cairn/etcd and
 // cairn/ceiling. Workloads with extra measurements (.kv files) get a
-// second table.
+// second table. A list of the workloads' descriptions follows.
 func (res *Results) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("| workload | server | rounds | req/s | p50 ms | p99 ms | peak RSS MiB | errors |\n")
@@ -243,9 +243,6 @@ func (res *Results) WriteMarkdown(w io.Writer) error {
 			continue
 		}
 		name := wl
-		if d := res.Descriptions[wl]; d != "" {
-			name = fmt.Sprintf("%s: %s", wl, d)
-		}
 		ms := map[string]measures{}
 		hasReports := false
 		for _, s := range serverOrder(servers) {
@@ -292,6 +289,16 @@ func (res *Results) WriteMarkdown(w io.Writer) error {
 		b.WriteString("|---|---|---|---:|---:|\n")
 		for _, r := range kvRows {
 			b.WriteString(r)
+		}
+	}
+	legend := false
+	for _, wl := range res.Order {
+		if d := res.Descriptions[wl]; d != "" && len(res.Runs[wl]) > 0 {
+			if !legend {
+				b.WriteString("\n")
+				legend = true
+			}
+			fmt.Fprintf(&b, "- `%s`: %s\n", wl, d)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

@@ -53,20 +53,21 @@ func TestCompareMarkdown(t *testing.T) {
 	}
 	out := buf.String()
 	for _, want := range []string{
-		"| put-1c: put, 1 client | cairn | 3 | 200 (100–300) | 2.00 (1.00–3.00) | 20.00 (10.00–30.00) | 200 (100–300) | 0 |",
-		"| put-1c: put, 1 client | etcd | 3 | 100 (50–150) | 4.00 (2.00–6.00) | 40.00 (20.00–60.00) | 400 (200–600) | 0 |",
-		"| put-1c: put, 1 client | ceiling | 3 | 800 (400–1200) | 0.50 (0.25–0.75) | 5.00 (2.50–7.50) | 1 | 0 |",
-		"| put-1c: put, 1 client | **cairn/etcd** | | **2.00** | **0.50** | **0.50** | **0.50** | |",
-		"| put-1c: put, 1 client | **cairn/ceiling** | | **0.25** | **4.00** | **4.00** | **200.00** | |",
-		"| range-s: serializable range | etcd | 1 | 50 | 1.00 | 2.00 | 4 | 0 |",
+		"| put-1c | cairn | 3 | 200 (100–300) | 2.00 (1.00–3.00) | 20.00 (10.00–30.00) | 200 (100–300) | 0 |",
+		"| put-1c | etcd | 3 | 100 (50–150) | 4.00 (2.00–6.00) | 40.00 (20.00–60.00) | 400 (200–600) | 0 |",
+		"| put-1c | ceiling | 3 | 800 (400–1200) | 0.50 (0.25–0.75) | 5.00 (2.50–7.50) | 1 | 0 |",
+		"| put-1c | **cairn/etcd** | | **2.00** | **0.50** | **0.50** | **0.50** | |",
+		"| put-1c | **cairn/ceiling** | | **0.25** | **4.00** | **4.00** | **200.00** | |",
+		"| range-s | etcd | 1 | 50 | 1.00 | 2.00 | 4 | 0 |",
 		"| large | cairn | db_bytes | 2 | 2000.00 (1000.00–3000.00) |",
 		"| large | cairn | restart_s | 2 | 2.00 (1.50–2.50) |",
+		"- `put-1c`: put, 1 client\n- `range-s`: serializable range\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks\n%s\n---\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "range-s: serializable range | **cairn/") {
+	if strings.Contains(out, "range-s | **cairn/") {
 		t.Errorf("ratio row without cairn results:\n%s", out)
 	}
 	// Workloads appear in workloads.txt order.
