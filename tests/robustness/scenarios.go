@@ -1,0 +1,407 @@
+package robustness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/cairn-kv/cairn/internal/failpoint"
+	"github.com/cairn-kv/cairn/tests/e2e"
+)
+
+// Scenario is a cluster shape, a load and exactly one fault.
+type Scenario struct {
+	Name    string
+	Members int      // 1 or 3
+	Flags   []string // extra server flags
+	Traffic *TrafficConfig
+	Fault   Fault
+}
+
+// Fault injects one fault into a running, loaded cluster and returns once
+// it is over: every member that should run is running again and every
+// link is healed. It waits on conditions, never on the clock alone.
+type Fault struct {
+	Name   string
+	Inject func(e *Env)
+}
+
+// faultWait bounds each wait inside a fault.
+const faultWait = 45 * time.Second
+
+// snapshotFlags make the leader snapshot and compact its log often, so a
+// follower that falls behind needs a snapshot.
+var snapshotFlags = []string{"--snapshot-count=100", "--experimental-snapshot-catchup-entries=20"}
+
+// leaseHeavy is traffic with many leased puts and revokes.
+var leaseHeavy = func() *TrafficConfig { c := DefaultTraffic; c.LeaseHeavy = true; return &c }()
+
+// Scenarios is every scenario, in the order of the short run.
+func Scenarios() []*Scenario {
+	scs := []*Scenario{
+		{Name: "kill-single", Members: 1, Fault: Fault{"SIGKILL the only member, restart", killSome(pickAll)}},
+		{Name: "kill-leader", Members: 3, Fault: Fault{"SIGKILL the leader, restart", killSome(pickLeader)}},
+		{Name: "kill-follower", Members: 3, Fault: Fault{"SIGKILL a follower, restart", killSome(pickFollower)}},
+		{Name: "kill-all", Members: 3, Fault: Fault{"SIGKILL every member, restart all", killSome(pickAll)}},
+		{Name: "pause-leader", Members: 3, Fault: Fault{"SIGSTOP the leader until the others elect a new one, SIGCONT", pause(pickLeader)}},
+		{Name: "pause-follower", Members: 3, Fault: Fault{"SIGSTOP a follower under load, SIGCONT", pause(pickFollower)}},
+		{Name: "pause-single", Members: 1, Fault: Fault{"SIGSTOP the only member past the election timeout, SIGCONT", pause(pickAll)}},
+		{Name: "blackhole-leader", Members: 3, Fault: Fault{"black-hole every peer link of the leader until a new leader, heal", blackhole(pickLeader, false)}},
+		{Name: "blackhole-follower", Members: 3, Fault: Fault{"black-hole every peer link of a follower under load, heal", blackhole(pickFollower, false)}},
+		{Name: "blackhole-follower-snapshot", Members: 3, Flags: snapshotFlags,
+			Fault: Fault{"black-hole a follower until the leader compacted past it, heal: it catches up by snapshot", blackhole(pickFollower, true)}},
+		{Name: "member-replace", Members: 3, Fault: Fault{"remove a follower, wipe it, add a new empty member", replaceMember}},
+		{Name: "compact-defrag", Members: 3, Fault: Fault{"physical compaction and defragmentation of every member under load", compactDefrag}},
+		{Name: "lease-revoke-kill-leader", Members: 3, Traffic: leaseHeavy, Fault: Fault{"lease-heavy traffic, SIGKILL the leader, restart", killSome(pickLeader)}},
+		{Name: "kill-all-unsynced", Members: 3, Traffic: fastTraffic, Fault: Fault{"SIGKILL every member in the middle of a write burst, restart all", killSome(pickAll)}},
+	}
+	for _, p := range []struct {
+		point string
+		who   picker
+	}{
+		{"raft-before-save", pickLeader},
+		{"raft-after-save", pickFollower},
+		{"apply-before-commit", pickLeader},
+		{"apply-after-commit", pickFollower},
+		{"compact-before-physical", pickFollower},
+		{"compact-after-physical", pickLeader},
+	} {
+		scs = append(scs, &Scenario{Name: "crash-" + p.point, Members: 3,
+			Fault: Fault{"crash point " + p.point + ", restart", crashAt(p.point, p.who)}})
+	}
+	scs = append(scs, &Scenario{Name: "crash-single-raft-before-save", Members: 1,
+		Fault: Fault{"crash point raft-before-save on the only member, restart", crashAt("raft-before-save", pickAll)}})
+	for _, p := range []struct {
+		point  string
+		leader bool
+	}{
+		{"snapshot-before-send", true},
+		{"snapshot-after-receive", false},
+		{"snapshot-before-install", false},
+		{"snapshot-after-install", false},
+	} {
+		scs = append(scs, &Scenario{Name: "crash-" + p.point, Members: 3, Flags: snapshotFlags,
+			Fault: Fault{"a follower falls behind; crash point " + p.point + " during its snapshot catch-up, restart", crashSnapshot(p.point, p.leader)}})
+	}
+	return scs
+}
+
+// fastTraffic writes as fast as the clients can.
+var fastTraffic = func() *TrafficConfig { c := DefaultTraffic; c.Tick = time.Millisecond; c.Clients = 6; return &c }()
+
+// picker chooses the members a fault hits.
+type picker func(e *Env) []*e2e.Member
+
+func pickLeader(e *Env) []*e2e.Member   { return []*e2e.Member{e.Leader()} }
+func pickFollower(e *Env) []*e2e.Member { return []*e2e.Member{e.Follower()} }
+func pickAll(e *Env) []*e2e.Member      { return append([]*e2e.Member(nil), e.Members...) }
+
+// restart starts the given stopped members again at once (a quorum may
+// need all of them).
+func restart(e *Env, ms []*e2e.Member) {
+	if len(ms) == 1 {
+		ms[0].Restart()
+		return
+	}
+	e2e.StartAll(e.T, ms, "")
+}
+
+func killSome(pick picker) func(e *Env) {
+	return func(e *Env) {
+		ms := pick(e)
+		for _, m := range ms {
+			m.Kill()
+		}
+		e.Note("killed %s", names(ms))
+		if len(ms) < len(e.Members) && !e.WaitOps(50, faultWait) {
+			e.T.Errorf("the remaining members served fewer than 50 operations in %v", faultWait)
+		}
+		restart(e, ms)
+	}
+}
+
+func names(ms []*e2e.Member) string {
+	var s []string
+	for _, m := range ms {
+		s = append(s, m.Name())
+	}
+	return strings.Join(s, ",")
+}
+
+// pidOf finds the server process of m by its data dir.
+func pidOf(e *Env, m *e2e.Member) int {
+	e.T.Helper()
+	want := "--data-dir=" + m.DataDir()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		e.T.Fatal(err)
+	}
+	for _, d := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(d.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(b), "\x00") {
+			if a == want {
+				return pid
+			}
+		}
+	}
+	e.T.Fatalf("no process with %s", want)
+	return 0
+}
+
+func pause(pick picker) func(e *Env) {
+	return func(e *Env) {
+		m := pick(e)[0]
+		wasLeader := len(e.Members) > 1 && m.MemberID == e.Leader().MemberID
+		pid := pidOf(e, m)
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			e.T.Fatal(err)
+		}
+		cont := func() {
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				e.T.Errorf("SIGCONT %s: %v", m.Name(), err)
+			}
+		}
+		defer cont()
+		e.Note("stopped %s (SIGSTOP)", m.Name())
+		switch {
+		case len(e.Members) == 1:
+			// Nobody can notice a lone member's pause but its clients:
+			// wait until requests have failed on it for longer than an
+			// election timeout.
+			waitFailures(e, 20)
+		case wasLeader:
+			// e.Leader asks the running (not the stopped) members;
+			// wait until the others elected one of themselves.
+			e2e.WaitLeaderAmong(e.T, e2e.Others(e.Members, m)...)
+		default:
+			if !e.WaitOps(100, faultWait) {
+				e.T.Errorf("the others served fewer than 100 operations in %v", faultWait)
+			}
+		}
+	}
+}
+
+// waitFailures waits until n more operations than now have failed.
+func waitFailures(e *Env, n int) {
+	count := func() int {
+		k := 0
+		for _, op := range e.Hist.Ops() {
+			if op.Resp.Unknown {
+				k++
+			}
+		}
+		return k
+	}
+	want := count() + n
+	deadline := time.Now().Add(faultWait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for count() < want && time.Now().Before(deadline) {
+		<-tick.C
+	}
+}
+
+func blackhole(pick picker, needSnapshot bool) func(e *Env) {
+	return func(e *Env) {
+		m := pick(e)[0]
+		wasLeader := len(e.Members) > 1 && m.MemberID == e.Leader().MemberID
+		mark := len(m.Log())
+		e.FC.Isolate(m)
+		e.Note("isolated %s (leader %v)", m.Name(), wasLeader)
+		if wasLeader {
+			e2e.WaitLeaderAmong(e.T, e2e.Others(e.Members, m)...)
+		}
+		n := 100
+		if needSnapshot {
+			n = 400 // several snapshots of 100 entries past it
+		}
+		if !e.WaitOps(n, faultWait) {
+			e.T.Errorf("the others served fewer than %d operations in %v", n, faultWait)
+		}
+		e.FC.Heal()
+		if needSnapshot && !waitLog(m, mark, "received snapshot", faultWait) {
+			e.T.Errorf("%s never received a snapshot after the heal", m.Name())
+		}
+	}
+}
+
+// waitLog waits until m logged want after byte offset mark.
+func waitLog(m *e2e.Member, mark int, want string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if l := m.Log(); len(l) > mark && strings.Contains(l[mark:], want) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+}
+
+// crashAt arms point on a member to exit on one of its next hits, waits
+// for the crash, and restarts the member unarmed.
+func crashAt(point string, pick picker) func(e *Env) {
+	return func(e *Env) {
+		m := pick(e)[0]
+		n := 1 + e.Rnd.IntN(10)
+		crash(e, m, fmt.Sprintf("%s=%d*exit", point, n), func() {})
+	}
+}
+
+// crash arms spec on m, runs during (which makes the point reachable),
+// waits for m to exit, disarms and restarts it.
+func crash(e *Env, m *e2e.Member, spec string, during func()) {
+	e.T.Helper()
+	e2e.ExpectExit(e.T, m)
+	e.Arm(m, spec)
+	e.Note("armed %s on %s", spec, m.Name())
+	during()
+	exited := e.WaitExit(m, faultWait)
+	e.Arm(m, "")
+	if !exited {
+		e.T.Errorf("crash point %q never fired on %s within %v", spec, m.Name(), faultWait)
+		m.Kill()
+	} else if !strings.Contains(m.Log(), fmt.Sprintf("exit %d", failpoint.ExitCode)) {
+		e.T.Errorf("%s exited, but not at the crash point:\n%s", m.Name(), tail(m.Log(), 4000))
+	}
+	restart(e, []*e2e.Member{m})
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// crashSnapshot isolates a follower until the leader compacted its log
+// past it, arms point on the leader (sending) or the follower (receiving,
+// installing), heals, and restarts whoever crashed.
+func crashSnapshot(point string, onLeader bool) func(e *Env) {
+	return func(e *Env) {
+		lead := e.Leader()
+		f := e.Follower()
+		e.FC.Isolate(f)
+		e.Note("isolated %s", f.Name())
+		if !e.WaitOps(400, faultWait) {
+			e.T.Errorf("the others served fewer than 400 operations in %v", faultWait)
+		}
+		target := f
+		if onLeader {
+			target = lead
+		}
+		crash(e, target, point+"=exit", func() { e.FC.Heal() })
+		if onLeader {
+			// The follower still needs its snapshot: the new leader sends it.
+			mark := 0
+			if !waitLog(f, mark, "received snapshot", faultWait) {
+				e.T.Errorf("%s never received a snapshot", f.Name())
+			}
+		}
+	}
+}
+
+// replaceMember removes a follower, kills and wipes it, and adds a new
+// member with an empty data dir in its place.
+func replaceMember(e *Env) {
+	t := e.T
+	f := e.Follower()
+	rest := e2e.Others(e.Members, f)
+	cli := e2e.ClientOf(t, rest...)
+	e2e.ExpectExit(t, f)
+	if !retry(faultWait, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := cli.MemberRemove(ctx, f.MemberID)
+		return err
+	}) {
+		t.Fatalf("member remove %s never succeeded", f.Name())
+	}
+	e.Note("removed %s", f.Name())
+	// A removed member stops on its own; kill it if it has not.
+	f.Kill()
+	if err := os.RemoveAll(f.DataDir()); err != nil {
+		t.Fatal(err)
+	}
+	e.DropMember(f)
+	e.FC.Cluster.Members = rest
+	j := e.FC.NewJoiner("m" + fmt.Sprint(3))
+	if !retry(faultWait, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := cli.MemberAdd(ctx, []string{j.PeerURL})
+		return err
+	}) {
+		t.Fatalf("member add never succeeded")
+	}
+	e.FC.StartJoining(j)
+	e.AddMember(j)
+	e.Note("added %s with an empty data dir", j.Name())
+}
+
+// retry calls f until it succeeds or timeout passes.
+func retry(timeout time.Duration, f func() error) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := f()
+		if err == nil {
+			return true
+		}
+		if errors.Is(err, rpctypes.ErrMemberNotFound) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+}
+
+// compactDefrag compacts physically and defragments every member while
+// the traffic runs.
+func compactDefrag(e *Env) {
+	cli := e2e.ClientOf(e.T, e.Members...)
+	for round := 0; round < 3; round++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := cli.Get(ctx, "robustness-rev-probe")
+		if err == nil {
+			_, err = cli.Compact(ctx, max(2, min(r.Header.Revision-5, e.minFullRev()-5)), clientv3.WithCompactPhysical())
+		}
+		cancel()
+		if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
+			e.Note("compact: %v", err)
+		}
+		for _, m := range e.Members {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			_, err := cli.Defragment(ctx, m.ClientURL)
+			cancel()
+			if err != nil {
+				e.T.Errorf("defragment %s: %v", m.Name(), err)
+			}
+		}
+		if !e.WaitOps(30, faultWait) {
+			e.T.Errorf("fewer than 30 operations in %v during compaction and defrag", faultWait)
+		}
+	}
+	e.Note("3 rounds of physical compaction and defragmentation")
+}
