@@ -54,6 +54,7 @@ func Scenarios() []*Scenario {
 		{Name: "pause-leader", Members: 3, Fault: Fault{"SIGSTOP the leader until the others elect a new one, SIGCONT", pause(pickLeader)}},
 		{Name: "pause-follower", Members: 3, Fault: Fault{"SIGSTOP a follower under load, SIGCONT", pause(pickFollower)}},
 		{Name: "pause-single", Members: 1, Fault: Fault{"SIGSTOP the only member past the election timeout, SIGCONT", pause(pickAll)}},
+		{Name: "stutter-leader", Members: 3, Fault: Fault{"SIGSTOP/SIGCONT the leader in bursts of 50-1500ms (slow, delayed member)", stutter(pickLeader)}},
 		{Name: "blackhole-leader", Members: 3, Fault: Fault{"black-hole every peer link of the leader until a new leader, heal", blackhole(pickLeader, false)}},
 		{Name: "blackhole-follower", Members: 3, Fault: Fault{"black-hole every peer link of a follower under load, heal", blackhole(pickFollower, false)}},
 		{Name: "blackhole-follower-snapshot", Members: 3, Flags: snapshotFlags,
@@ -193,6 +194,35 @@ func pause(pick picker) func(e *Env) {
 				e.T.Errorf("the others served fewer than 100 operations in %v", faultWait)
 			}
 		}
+	}
+}
+
+// stutter stops and continues m a number of times, each stop 50 to 1500
+// ms (a seeded draw: some shorter and some longer than the election
+// timeout), with the traffic running in between. Its peers see its
+// messages delayed, as over a slow link.
+func stutter(pick picker) func(e *Env) {
+	return func(e *Env) {
+		m := pick(e)[0]
+		pid := pidOf(e, m)
+		var stops []string
+		for i := 0; i < 6; i++ {
+			d := time.Duration(50+e.Rnd.IntN(1450)) * time.Millisecond
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				e.T.Fatal(err)
+			}
+			// The pause itself is the fault: nothing waits on it.
+			timer := time.NewTimer(d)
+			<-timer.C
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				e.T.Fatal(err)
+			}
+			stops = append(stops, d.String())
+			if !e.WaitOps(20, faultWait) {
+				e.T.Errorf("fewer than 20 operations in %v after a stop of %s", faultWait, m.Name())
+			}
+		}
+		e.Note("stopped %s %d times: %s", m.Name(), len(stops), strings.Join(stops, " "))
 	}
 }
 
