@@ -57,6 +57,7 @@ func Scenarios() []*Scenario {
 		{Name: "stutter-leader", Members: 3, Fault: Fault{"SIGSTOP/SIGCONT the leader in bursts of 50-1500ms (slow, delayed member)", stutter(pickLeader)}},
 		{Name: "blackhole-leader", Members: 3, Fault: Fault{"black-hole every peer link of the leader until a new leader, heal", blackhole(pickLeader, false)}},
 		{Name: "blackhole-follower", Members: 3, Fault: Fault{"black-hole every peer link of a follower under load, heal", blackhole(pickFollower, false)}},
+		{Name: "flap-leader", Members: 3, Fault: Fault{"isolate and heal the leader's peer links six times, each cut a seeded 100-1500 ms (lossy, flapping link)", flap(pickLeader)}},
 		{Name: "blackhole-follower-snapshot", Members: 3, Flags: snapshotFlags,
 			Fault: Fault{"black-hole a follower until the leader compacted past it, heal: it catches up by snapshot", blackhole(pickFollower, true)}},
 		{Name: "member-replace", Members: 3, Fault: Fault{"remove a follower, wipe it, add a new empty member", replaceMember}},
@@ -226,6 +227,30 @@ func stutter(pick picker) func(e *Env) {
 	}
 }
 
+// flap cuts every peer link of the member picked first (black hole) and
+// heals them, six times, each cut 100 to 1500 ms (a seeded draw), with
+// traffic in between. Connections that lost data stay silent until the
+// members replace them, as after packet loss that TCP cannot repair.
+func flap(pick picker) func(e *Env) {
+	return func(e *Env) {
+		m := pick(e)[0]
+		var cuts []string
+		for i := 0; i < 6; i++ {
+			d := time.Duration(100+e.Rnd.IntN(1400)) * time.Millisecond
+			e.FC.Isolate(m)
+			// The cut itself is the fault: nothing waits on it.
+			timer := time.NewTimer(d)
+			<-timer.C
+			e.FC.Heal()
+			cuts = append(cuts, d.String())
+			if !e.WaitOps(20, faultWait) {
+				e.T.Errorf("fewer than 20 operations in %v after cutting %s off", faultWait, m.Name())
+			}
+		}
+		e.Note("cut %s off %d times: %s", m.Name(), len(cuts), strings.Join(cuts, " "))
+	}
+}
+
 // waitFailures waits until n more operations than now have failed.
 func waitFailures(e *Env, n int) {
 	count := func() int {
@@ -290,6 +315,10 @@ func waitLog(m *e2e.Member, mark int, want string, timeout time.Duration) bool {
 // for the crash, and restarts the member unarmed.
 func crashAt(point string, pick picker) func(e *Env) {
 	return func(e *Env) {
+		if e.Seed != 1 && len(e.Members) > 1 {
+			// Randomized runs crash the leader or a follower.
+			pick = []picker{pickLeader, pickFollower}[e.Rnd.IntN(2)]
+		}
 		m := pick(e)[0]
 		n := 1 + e.Rnd.IntN(10)
 		crash(e, m, fmt.Sprintf("%s=%d*exit", point, n), func() {})
