@@ -196,6 +196,14 @@ func TestCheckWatchGuarantees(t *testing.T) {
 		}, "reliable"},
 		{"filter", WatchSpec{Key: -1, StartRev: 2, NoDelete: true}, nil, "(filter)"},
 		{"prev_kv", WatchSpec{Key: -1, StartRev: 2, PrevKV: true}, nil, "(prev_kv)"},
+		{"wrong prev_kv", WatchSpec{Key: -1, StartRev: 2, PrevKV: true}, func(rs []WatchResp) []WatchResp {
+			for i := range rs {
+				for j := range rs[i].Events {
+					rs[i].Events[j].Prev = &KV{Key: rs[i].Events[j].KV.Key, Value: "bogus", Mod: 1}
+				}
+			}
+			return rs
+		}, "(prev_kv)"},
 		{"not caught up", WatchSpec{Key: -1, StartRev: 2}, func(rs []WatchResp) []WatchResp {
 			return rs[:len(rs)-3]
 		}, "(reliable)"},
@@ -210,6 +218,10 @@ func TestCheckWatchGuarantees(t *testing.T) {
 				rs = c.mod(rs)
 			}
 			in.Offsets = []WatchRecord{{Name: "w", Spec: c.spec, Resps: rs, Complete: true}}
+			if c.name == "wrong prev_kv" {
+				// A compaction excuses a missing prev_kv, never a wrong one.
+				in.MaxCompacted = in.Final
+			}
 			expectViolation(t, Check(in), c.wants)
 		})
 	}

@@ -444,7 +444,9 @@ func compactDefrag(e *Env) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		r, err := cli.Get(ctx, "robustness-rev-probe")
 		if err == nil {
-			_, err = cli.Compact(ctx, max(2, min(r.Header.Revision-5, e.minFullRev()-5)), clientv3.WithCompactPhysical())
+			rev := max(2, min(r.Header.Revision-5, e.minFullRev()-5))
+			e.noteCompacted(rev)
+			_, err = cli.Compact(ctx, rev, clientv3.WithCompactPhysical())
 		}
 		cancel()
 		if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
