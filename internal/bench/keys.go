@@ -83,11 +83,18 @@ func RandomValue(size int) string {
 type picker struct {
 	sequential bool
 	space      uint64
-	states     []uint64
+	states     []pickerState
+}
+
+// pickerState is one worker's generator state, alone on its cache line so
+// that workers on different cores do not contend for it.
+type pickerState struct {
+	s uint64
+	_ [56]byte
 }
 
 func newPicker(spec KeySpec, workers int) *picker {
-	p := &picker{sequential: spec.Sequential, space: uint64(spec.KeySpace), states: make([]uint64, workers)}
+	p := &picker{sequential: spec.Sequential, space: uint64(spec.KeySpace), states: make([]pickerState, workers)}
 	var seed [8]byte
 	for i := range p.states {
 		_, _ = rand.Read(seed[:])
@@ -95,7 +102,7 @@ func newPicker(spec KeySpec, workers int) *picker {
 		for _, c := range seed {
 			s = s<<8 | uint64(c)
 		}
-		p.states[i] = s | 1
+		p.states[i].s = s | 1
 	}
 	return p
 }
@@ -104,10 +111,10 @@ func (p *picker) pick(w int, n int64) int {
 	if p.sequential {
 		return int(uint64(n) % p.space)
 	}
-	s := p.states[w]
+	s := p.states[w].s
 	s ^= s >> 12
 	s ^= s << 25
 	s ^= s >> 27
-	p.states[w] = s
+	p.states[w].s = s
 	return int((s * 2685821657736338717) % p.space)
 }
