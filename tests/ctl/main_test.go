@@ -317,6 +317,15 @@ func (b *bg) wait() int {
 	return 0
 }
 
+func (b *bg) hasExited() bool {
+	select {
+	case <-b.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 func (b *bg) signal(sig os.Signal) { _ = b.cmd.Process.Signal(sig) }
 
 func (b *bg) kill() {
@@ -329,10 +338,12 @@ func (b *bg) kill() {
 func waitFor(t testing.TB, desc string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitTime)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", waitTime, desc)
 		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronization
+		<-tick.C
 	}
 }
