@@ -20,7 +20,7 @@ type runner struct {
 	gate    gate
 	check   Checker
 	lg      *zap.Logger
-	now     func() time.Time
+	clock   Clock
 	metrics *Metrics
 }
 
@@ -64,7 +64,7 @@ func (r *runner) run(ctx context.Context) {
 				r.metrics.Failovers.WithLabelValues(r.svc.Name).Inc()
 				r.lg.Info("took the service over from another warden")
 				if failedAt.IsZero() {
-					failedAt = r.now()
+					failedAt = r.clock.Now()
 				}
 			}
 		}
@@ -93,7 +93,7 @@ func (r *runner) run(ctx context.Context) {
 		if out.healthyFor >= r.svc.Backoff.ResetAfter.D {
 			streak = 0
 		}
-		now := r.now()
+		now := r.clock.Now()
 		kept := recent[:0]
 		for _, at := range recent {
 			if now.Sub(at) < r.svc.RestartWindow.D {
@@ -133,9 +133,9 @@ func (r *runner) run(ctx context.Context) {
 func (r *runner) wait(ctx context.Context, t *term, d time.Duration) bool {
 	var timer <-chan time.Time
 	if d > 0 {
-		tm := time.NewTimer(d)
+		tm := r.clock.NewTimer(d)
 		defer tm.Stop()
-		timer = tm.C
+		timer = tm.C()
 	}
 	select {
 	case <-ctx.Done():
@@ -183,16 +183,16 @@ func (r *runner) runOnce(ctx context.Context, t *term, restarts int, failedAt ti
 		ok, err := r.reg.CheckFence(ctx, *t.fence)
 		if err != nil || !ok {
 			r.lg.Warn("not starting: cannot confirm this warden is still the elected one", zap.Bool("still-leader", ok), zap.Error(err))
-			return outcome{lost: true, at: r.now()}
+			return outcome{lost: true, at: r.clock.Now()}
 		}
 	}
 	spec := specOf(r.svc)
 	proc, err := r.starter.Start(spec)
 	if err != nil {
 		r.lg.Error("cannot start", zap.Error(err))
-		return outcome{status: "start: " + err.Error(), at: r.now()}
+		return outcome{status: "start: " + err.Error(), at: r.clock.Now()}
 	}
-	started := r.now()
+	started := r.clock.Now()
 	r.lg.Info("started", zap.Int("pid", proc.Pid()), zap.String("command", spec.Path), zap.Strings("args", spec.Args), zap.Int("restarts", restarts))
 	rec := r.record(proc.Pid(), started, restarts)
 	healthy := false
@@ -203,7 +203,7 @@ func (r *runner) runOnce(ctx context.Context, t *term, restarts int, failedAt ti
 		r.reg.Put(r.svc.Key, encode(rec), t.fence)
 	}
 	becameHealthy := func(health string) {
-		healthy, healthySince = true, r.now()
+		healthy, healthySince = true, r.clock.Now()
 		register(health)
 		r.metrics.Running.WithLabelValues(r.svc.Name).Set(1)
 		if !failedAt.IsZero() {
@@ -220,9 +220,9 @@ func (r *runner) runOnce(ctx context.Context, t *term, restarts int, failedAt ti
 	if r.check == nil {
 		becameHealthy(discovery.HealthNone)
 	} else {
-		tm := time.NewTimer(0)
+		tm := r.clock.NewTimer(0)
 		defer tm.Stop()
-		tick = tm.C
+		tick = tm.C()
 		resetTick = func() {
 			if d := r.svc.Health.Interval.D; healthy || d < startPoll {
 				tm.Reset(d)
@@ -251,35 +251,34 @@ loop:
 		cctx, cancel := context.WithTimeout(ctx, r.svc.Health.Timeout.D)
 		err := r.check(cctx)
 		cancel()
-		resetTick()
 		if ctx.Err() != nil {
 			continue
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			if !healthy {
 				becameHealthy(discovery.HealthHealthy)
 			} else if fails > 0 {
 				register(discovery.HealthHealthy)
 			}
 			fails = 0
-			continue
-		}
-		if !healthy && r.now().Sub(started) < r.svc.Health.StartPeriod.D {
+		case !healthy && r.clock.Now().Sub(started) < r.svc.Health.StartPeriod.D:
 			r.lg.Debug("health check failed within the start period", zap.Error(err))
-			continue
+		default:
+			fails++
+			r.metrics.HealthFailures.WithLabelValues(r.svc.Name).Inc()
+			r.lg.Warn("health check failed", zap.Int("failures", fails), zap.Int("threshold", r.svc.Health.FailureThreshold), zap.Error(err))
+			if fails >= r.svc.Health.FailureThreshold {
+				out.status = fmt.Sprintf("%d health checks failed; last: %v", fails, err)
+				break loop
+			}
+			if healthy && fails == 1 {
+				register(discovery.HealthFailing)
+			}
 		}
-		fails++
-		r.metrics.HealthFailures.WithLabelValues(r.svc.Name).Inc()
-		r.lg.Warn("health check failed", zap.Int("failures", fails), zap.Int("threshold", r.svc.Health.FailureThreshold), zap.Error(err))
-		if fails >= r.svc.Health.FailureThreshold {
-			out.status = fmt.Sprintf("%d health checks failed; last: %v", fails, err)
-			break loop
-		}
-		if healthy && fails == 1 {
-			register(discovery.HealthFailing)
-		}
+		resetTick()
 	}
-	out.at = r.now()
+	out.at = r.clock.Now()
 	r.reg.Delete(r.svc.Key)
 	r.metrics.Running.WithLabelValues(r.svc.Name).Set(0)
 	stopProc(proc, r.svc.Signal, r.svc.StopGrace.D)

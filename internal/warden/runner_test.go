@@ -121,7 +121,7 @@ func newTestRunner(t *testing.T, svc *Service, st Starter, check Checker) (*runn
 	reg := &fakeRegistry{last: map[string]discovery.Record{}}
 	w := &Warden{name: "w1", hostname: "h1"}
 	return &runner{svc: svc, w: w, reg: reg, starter: st, gate: hostGate{}, check: check,
-		lg: zaptest.NewLogger(t), now: time.Now, metrics: NewMetrics()}, reg
+		lg: zaptest.NewLogger(t), clock: RealClock{}, metrics: NewMetrics()}, reg
 }
 
 // runRunner runs r until stop is called; stop waits for it to return.
@@ -278,5 +278,112 @@ func TestBackoffDelay(t *testing.T) {
 		if got := backoffDelay(b, i); got != w*time.Millisecond {
 			t.Errorf("backoffDelay(%d) = %v, want %v", i, got, w*time.Millisecond)
 		}
+	}
+}
+
+// waitPending waits until the fake clock has exactly the timers want
+// pending (the runner is blocked on them).
+func waitPending(t *testing.T, c *FakeClock, want ...time.Duration) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		ch := c.Changed()
+		got := c.Pending()
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("pending timers %v, want %v", got, want)
+		}
+	}
+}
+
+// TestRunnerRestartWindowFakeClock: restarts older than the window do not
+// count towards max_restarts.
+func TestRunnerRestartWindowFakeClock(t *testing.T) {
+	st := &fakeStarter{}
+	svc := testService(t, `services: [{name: a, command: x, max_restarts: 1, restart_window: 10s, backoff: {initial: 1s, multiplier: 1, reset_after: 1h}}]`)
+	r, reg := newTestRunner(t, svc, st, nil)
+	clock := NewFakeClock(time.Unix(1000, 0))
+	r.clock = clock
+	stop := runRunner(r)
+	defer stop()
+
+	waitUntil(t, "first start", func() bool { return len(st.started()) == 1 })
+	st.started()[0].exit("exit status 1") // restart 1 at t=0
+	waitPending(t, clock, time.Second)
+	clock.Advance(time.Second)
+	waitUntil(t, "second start", func() bool { return len(st.started()) == 2 })
+	clock.Advance(11 * time.Second) // restart 1 leaves the window
+	st.started()[1].exit("exit status 1")
+	waitPending(t, clock, time.Second) // restarted, not failed
+	clock.Advance(time.Second)
+	waitUntil(t, "third start", func() bool { return len(st.started()) == 3 })
+	st.started()[2].exit("exit status 1") // restart 2 within the window of 10s
+	waitUntil(t, "failed", func() bool { _, m := reg.snapshot(); return m["/services/a"].Status == discovery.StatusFailed })
+	if n := len(st.started()); n != 3 {
+		t.Errorf("started %d times, want 3", n)
+	}
+}
+
+// TestRunnerBackoffFakeClock: the delay grows by the multiplier up to max,
+// and goes back to initial after reset_after healthy.
+func TestRunnerBackoffFakeClock(t *testing.T) {
+	st := &fakeStarter{}
+	svc := testService(t, `services: [{name: a, command: x, max_restarts: 0, backoff: {initial: 1s, max: 3s, multiplier: 2, reset_after: 5s}}]`)
+	r, _ := newTestRunner(t, svc, st, nil)
+	clock := NewFakeClock(time.Unix(1000, 0))
+	r.clock = clock
+	stop := runRunner(r)
+	defer stop()
+
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second} {
+		waitUntil(t, "a start", func() bool { return len(st.started()) == i+1 })
+		st.started()[i].exit("exit status 1")
+		waitPending(t, clock, want)
+		clock.Advance(want)
+	}
+	waitUntil(t, "a start", func() bool { return len(st.started()) == 5 })
+	clock.Advance(5 * time.Second) // healthy (no check: registered at start) for reset_after
+	st.started()[4].exit("exit status 1")
+	waitPending(t, clock, time.Second)
+}
+
+// TestRunnerHealthIntervalFakeClock: checks run at once, every 50ms until
+// the first success, then every interval.
+func TestRunnerHealthIntervalFakeClock(t *testing.T) {
+	var mu sync.Mutex
+	checks, pass := 0, false
+	check := func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		checks++
+		if pass {
+			return nil
+		}
+		return errors.New("not yet")
+	}
+	st := &fakeStarter{}
+	svc := testService(t, `services: [{name: a, command: x, address: "127.0.0.1:1", health: {interval: 5s, start_period: 1m}}]`)
+	r, reg := newTestRunner(t, svc, st, check)
+	clock := NewFakeClock(time.Unix(1000, 0))
+	r.clock = clock
+	stop := runRunner(r)
+	defer stop()
+	waitPending(t, clock, startPoll) // the first check ran at once and failed
+	mu.Lock()
+	pass = true
+	mu.Unlock()
+	clock.Advance(startPoll)
+	waitPending(t, clock, 5*time.Second)
+	if _, m := reg.snapshot(); m["/services/a"].Health != discovery.HealthHealthy {
+		t.Errorf("not registered healthy after the first passing check: %+v", m)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if checks != 2 {
+		t.Errorf("%d checks, want 2", checks)
 	}
 }

@@ -95,7 +95,7 @@ func (w *Warden) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range w.cfg.Services {
 		lg := w.lg.With(zap.String("service", s.Name))
-		r := &runner{svc: s, w: w, reg: w.link, starter: w.starter, check: checkerFor(s), lg: lg, now: time.Now, metrics: w.metrics, gate: hostGate{}}
+		r := &runner{svc: s, w: w, reg: w.link, starter: w.starter, check: checkerFor(s), lg: lg, clock: RealClock{}, metrics: w.metrics, gate: hostGate{}}
 		if g := s.Placement.Group; g != "" {
 			if !member[g] {
 				lg.Info("not in this service's group; not running it", zap.String("group", g))
