@@ -446,13 +446,10 @@ func (p *printer) memberChange(verb string, id uint64, learner bool, h *pb.Respo
 		if h != nil {
 			cid = h.ClusterId
 		}
-		mid := " "
-		if learner {
-			mid = " as learner "
-		}
 		switch verb {
 		case "added":
-			p.printf("Member %16x added%sto cluster %16x\n", id, mid, cid)
+			// etcdctl 3.4 says the same for a learner.
+			p.printf("Member %16x added to cluster %16x\n", id, cid)
 		case "removed":
 			p.printf("Member %16x removed from cluster %16x\n", id, cid)
 		case "updated":
