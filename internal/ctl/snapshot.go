@@ -34,7 +34,7 @@ fsynced, and is renamed to <filename> only when complete.`,
 				return exitf(ExitBadArgs, "snapshot save expects one argument")
 			}
 			if len(r.g.endpoints) != 1 {
-				return exitf(ExitBadArgs, "snapshot must be requested to one selected node, not multiple %v", r.g.endpoints)
+				return exitf(ExitInterrupted, "snapshot must be requested to one selected node, not multiple %v", r.g.endpoints)
 			}
 			path := args[0]
 			return r.withClient(func(c *clientv3.Client) error {
