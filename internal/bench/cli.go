@@ -316,11 +316,15 @@ func WaitReady(ctx context.Context, cfg Config, timeout time.Duration, log io.Wr
 	cc.DialTimeout = 0 // never block in New: the attempt below is bounded
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	// A refused dial makes Status wait for its whole timeout, so the first
+	// attempts are short; later ones give a slow server more time.
+	attempt := 200 * time.Millisecond
 	for {
-		last := readyOnce(ctx, cc, cfg.Endpoints)
+		last := readyOnce(ctx, cc, cfg.Endpoints, attempt)
 		if last == nil {
 			return nil
 		}
+		attempt = min(2*attempt, 2*time.Second)
 		select {
 		case <-ctx.Done():
 			fmt.Fprintf(log, "cairn-bench ready: %v\n", last)
@@ -331,14 +335,14 @@ func WaitReady(ctx context.Context, cfg Config, timeout time.Duration, log io.Wr
 }
 
 // readyOnce asks every endpoint for its Status once.
-func readyOnce(ctx context.Context, cc clientv3.Config, endpoints []string) error {
+func readyOnce(ctx context.Context, cc clientv3.Config, endpoints []string, timeout time.Duration) error {
 	cli, err := clientv3.New(cc)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	for _, ep := range endpoints {
-		sctx, c := context.WithTimeout(ctx, time.Second)
+		sctx, c := context.WithTimeout(ctx, timeout)
 		st, err := cli.Status(sctx, ep)
 		c()
 		if err == nil && st.Leader == 0 {
