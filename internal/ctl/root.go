@@ -54,6 +54,10 @@ type CodeError struct {
 func (e *CodeError) Error() string { return e.Err.Error() }
 func (e *CodeError) Unwrap() error { return e.Err }
 
+// errSilent marks a failure already reported on stdout (check perf's
+// FAIL): the exit code says it, no "Error:" line follows.
+var errSilent = errors.New("failed")
+
 // exitf returns an *CodeError with code and a formatted message.
 func exitf(code int, format string, a ...any) error {
 	return &CodeError{Code: code, Err: fmt.Errorf(format, a...)}
@@ -105,6 +109,7 @@ func NewRoot(extra ...*cobra.Command) *Root {
 	r.cmd.SetHelpTemplate(helpTemplate)
 	cobra.AddTemplateFunc("ctlCommands", leafCommands)
 	cobra.AddTemplateFunc("ctlUseLine", useLine)
+	cobra.AddTemplateFunc("ctlIndent", indent)
 	cobra.AddTemplateFunc("ctlVersion", func() string { return versionLine() })
 
 	r.cmd.AddCommand(
@@ -121,15 +126,15 @@ func NewRoot(extra ...*cobra.Command) *Root {
 		r.newDefragCommand(),
 		r.newMoveLeaderCommand(),
 		r.newSnapshotCommand(),
-		// r.newLockCommand(),
-		// r.newElectCommand(),
-		// r.newMakeMirrorCommand(),
-		// r.newCheckCommand(),
+		r.newLockCommand(),
+		r.newElectCommand(),
+		r.newMakeMirrorCommand(),
+		r.newCheckCommand(),
 		// r.newUserCommand(),
 		// r.newRoleCommand(),
 		// r.newAuthCommand(),
 		r.newVersionCommand(),
-		// r.newCompletionCommand(),
+		r.newCompletionCommand(),
 	)
 	r.cmd.CompletionOptions.DisableDefaultCmd = true
 	for _, c := range extra {
@@ -184,6 +189,9 @@ func (r *Root) Execute(args, env []string) int {
 	var ee *CodeError
 	if errors.As(err, &ee) {
 		code = ee.Code
+	}
+	if errors.Is(err, errSilent) {
+		return code
 	}
 	msg := err.Error()
 	fmt.Fprintf(r.stderr, "Error: %s\n", msg)

@@ -74,6 +74,10 @@ func leafCommands(c *cobra.Command) [][2]string {
 	return out
 }
 
+func indent(s string) string {
+	return "\t" + strings.ReplaceAll(strings.TrimLeft(s, "\n"), "\n", "\n\t")
+}
+
 func useLine(c *cobra.Command) string {
 	if c.HasParent() {
 		return c.UseLine()
@@ -81,9 +85,7 @@ func useLine(c *cobra.Command) string {
 	return c.Name() + " [flags]"
 }
 
-const helpTemplate = `{{with (or .Long .Short)}}{{. | trimTrailingWhitespaces}}
-
-{{end}}{{if or .Runnable .HasSubCommands}}{{.UsageString}}{{end}}`
+const helpTemplate = `{{.UsageString}}`
 
 const usageTemplate = `NAME:
 {{if .HasParent}}	{{.CommandPath}} - {{.Short}}
@@ -91,7 +93,10 @@ const usageTemplate = `NAME:
 {{end}}
 USAGE:
 	{{ctlUseLine .}}
-{{if not .HasParent}}
+{{if .Long}}
+DESCRIPTION:
+{{.Long | trimTrailingWhitespaces | ctlIndent}}
+{{end}}{{if not .HasParent}}
 VERSION:
 	{{ctlVersion}}
 {{end}}{{if .HasAvailableSubCommands}}

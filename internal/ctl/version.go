@@ -15,5 +15,5 @@ func versionText() string {
 }
 
 func versionLine() string {
-	return fmt.Sprintf("cairnctl %s (etcdctl %s compatible, API %s)", version.Cairn, version.EtcdVersion, version.APIVersion)
+	return fmt.Sprintf("%s (cairnctl %s)\n\nAPI VERSION:\n\t%s", version.EtcdVersion, version.Cairn, version.APIVersion)
 }
