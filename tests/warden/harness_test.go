@@ -36,6 +36,7 @@ const (
 var (
 	wardenBin    string
 	tcpServerBin string
+	serverBinary string // cairn, for tests that start it with flags of their own
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +47,8 @@ func TestMain(m *testing.M) {
 	}
 	wardenBin = filepath.Join(dir, "cairn-warden")
 	tcpServerBin = filepath.Join(dir, "tcpserver")
-	for out, pkg := range map[string]string{wardenBin: "./cmd/cairn-warden", tcpServerBin: "./tests/warden/testdata/tcpserver"} {
+	serverBinary = filepath.Join(dir, "cairn")
+	for out, pkg := range map[string]string{wardenBin: "./cmd/cairn-warden", tcpServerBin: "./tests/warden/testdata/tcpserver", serverBinary: "./cmd/cairn"} {
 		if err := build(out, pkg); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", pkg, err)
 			os.RemoveAll(dir)
@@ -352,3 +354,5 @@ func execCommand(ctx context.Context, bin string, args ...string) (string, error
 }
 
 func killPid(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+func containsMsg(log, msg string) bool { return strings.Contains(log, `"msg":"`+msg+`"`) }
