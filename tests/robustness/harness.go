@@ -21,8 +21,8 @@ import (
 // a generous deadline after which the run reports that something never
 // happened.
 const (
-	warmupOps      = 150              // acknowledged operations before the fault
-	afterOps       = 150              // and after it
+	warmupOps      = 100              // acknowledged operations before the fault
+	afterOps       = 100              // and after it
 	phaseTimeout   = 45 * time.Second // for each of those
 	RecoveryBound  = 30 * time.Second // the cluster serves again within this after a fault
 	catchUpTimeout = 30 * time.Second // watches reach the final revision
