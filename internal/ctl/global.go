@@ -122,25 +122,21 @@ func (g *globalFlags) clientConfig(r *Root) (*clientv3.Config, error) {
 	}
 	cfg.TLS = tlsCfg
 
-	if g.user != "" {
+	switch {
+	case g.user != "" && g.password != "":
+		// As etcdctl: with --password, --user is the whole name.
+		cfg.Username, cfg.Password = g.user, g.password
+	case g.user != "":
 		name, pass, hasPass := strings.Cut(g.user, ":")
-		switch {
-		case g.password != "" && hasPass:
-			return nil, exitf(ExitBadArgs, "--user and --password cannot both give a password; use --user=name --password=secret")
-		case g.password != "":
-			pass = g.password
-		case !hasPass:
+		if !hasPass {
 			p, err := readPassword(r, "Password: ")
 			if err != nil {
 				return nil, exitf(ExitBadArgs, "reading the password for user %q: %v", name, err)
 			}
 			pass = p
 		}
-		if name == "" {
-			return nil, exitf(ExitBadArgs, "empty user name in --user")
-		}
 		cfg.Username, cfg.Password = name, pass
-	} else if g.password != "" {
+	case g.password != "":
 		return nil, exitf(ExitBadArgs, "--password needs --user=name")
 	}
 	return cfg, nil

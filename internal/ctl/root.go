@@ -130,9 +130,9 @@ func NewRoot(extra ...*cobra.Command) *Root {
 		r.newElectCommand(),
 		r.newMakeMirrorCommand(),
 		r.newCheckCommand(),
-		// r.newUserCommand(),
-		// r.newRoleCommand(),
-		// r.newAuthCommand(),
+		r.newUserCommand(),
+		r.newRoleCommand(),
+		r.newAuthCommand(),
 		r.newVersionCommand(),
 		r.newCompletionCommand(),
 	)

@@ -18,6 +18,7 @@ import (
 var lockKey = regexp.MustCompile(`^([^\n]+)/([0-9a-f]+)\n`)
 
 func TestLockAndElect(t *testing.T) {
+	t.Parallel()
 	m := e2e.StartMember(t, e2e.MemberConfig{})
 	e := ep(m.ClientURL)
 
@@ -80,6 +81,7 @@ func TestLockAndElect(t *testing.T) {
 }
 
 func TestMakeMirror(t *testing.T) {
+	t.Parallel()
 	src := e2e.StartMember(t, e2e.MemberConfig{Name: "src"})
 	dst := e2e.StartMember(t, e2e.MemberConfig{Name: "dst"})
 	e := ep(src.ClientURL)
@@ -132,6 +134,7 @@ func TestCheckPerf(t *testing.T) {
 }
 
 func TestMisc(t *testing.T) {
+	t.Parallel()
 	bash := cairnctl.must(t, "completion", "bash")
 	if !strings.Contains(bash, "bash completion") || !strings.Contains(bash, "cairnctl") {
 		t.Errorf("completion bash: %.200q", bash)

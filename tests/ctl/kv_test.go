@@ -79,6 +79,7 @@ func compareSequences(t *testing.T, m *e2e.Member, steps []step) {
 }
 
 func TestKVSequences(t *testing.T) {
+	t.Parallel()
 	m := e2e.StartMember(t, e2e.MemberConfig{})
 	compareSequences(t, m, []step{
 		s("put", "{p}a", "1"),
@@ -114,6 +115,7 @@ func TestKVSequences(t *testing.T) {
 }
 
 func TestTxnSequences(t *testing.T) {
+	t.Parallel()
 	m := e2e.StartMember(t, e2e.MemberConfig{})
 	txn := "mod(\"{p}a\") > \"0\"\n\nput {p}a \"overwrote a\"\nget {p}a\n\nput {p}a \"created a\"\nput {p}b \"some extra key\"\n\n"
 	compareSequences(t, m, []step{
@@ -137,6 +139,7 @@ func TestTxnSequences(t *testing.T) {
 
 // TestReadOnlyFormats compares reads of one quiet server in every format.
 func TestReadOnlyFormats(t *testing.T) {
+	t.Parallel()
 	m := e2e.StartMember(t, e2e.MemberConfig{})
 	e := ep(m.ClientURL)
 	cairnctl.must(t, e, "put", "k1", "v1")
@@ -185,6 +188,7 @@ func TestReadOnlyFormats(t *testing.T) {
 // TestEnv checks ETCDCTL_* variables: they set global flags, and a
 // variable that conflicts with a flag is an error, as in etcdctl.
 func TestEnv(t *testing.T) {
+	t.Parallel()
 	m := e2e.StartMember(t, e2e.MemberConfig{})
 	cairnctl.must(t, ep(m.ClientURL), "put", "envkey", "envval")
 	env := []string{"ETCDCTL_ENDPOINTS=" + m.ClientURL, "ETCDCTL_WRITE_OUT=json", "ETCDCTL_DIAL_TIMEOUT=3s"}
@@ -207,6 +211,7 @@ func TestEnv(t *testing.T) {
 // TestErrors compares exit codes and error lines of bad usage and
 // failures.
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	m := e2e.StartMember(t, e2e.MemberConfig{})
 	e := ep(m.ClientURL)
 	for _, args := range [][]string{

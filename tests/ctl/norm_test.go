@@ -28,8 +28,10 @@ func seqNorm(prefix string, base int64) func(string) string {
 		for _, line := range strings.SplitAfter(s, "\n") {
 			trimmed := strings.TrimSpace(line)
 			if strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[") {
-				out = append(out, normJSON(trimmed, prefix, base)+"\n")
-				continue
+				if j, ok := normJSON(trimmed, prefix, base); ok {
+					out = append(out, j+"\n")
+					continue
+				}
 			}
 			line = compacted.ReplaceAllStringFunc(line, func(m string) string {
 				return "compacted revision " + relRev(compacted.FindStringSubmatch(m)[1], base)
@@ -52,13 +54,15 @@ func relRev(s string, base int64) string {
 	return "base+" + strconv.FormatInt(n-base, 10)
 }
 
-// normJSON rewrites revisions and base64 keys of one JSON document.
-func normJSON(s, prefix string, base int64) string {
+// normJSON rewrites revisions, base64 keys and range ends, and the prefix
+// in other strings (role and user names) of one JSON document. ok is false
+// when s is not JSON.
+func normJSON(s, prefix string, base int64) (string, bool) {
 	dec := json.NewDecoder(strings.NewReader(s))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return s
+		return s, false
 	}
 	var walk func(v any) any
 	walk = func(v any) any {
@@ -71,7 +75,7 @@ func normJSON(s, prefix string, base int64) string {
 						x[k] = relRev(n.String(), base)
 						continue
 					}
-				case "key":
+				case "key", "range_end":
 					if str, ok := e.(string); ok {
 						if b, err := base64.StdEncoding.DecodeString(str); err == nil {
 							x[k] = strings.ReplaceAll(string(b), prefix, "P/")
@@ -85,6 +89,8 @@ func normJSON(s, prefix string, base int64) string {
 			for i := range x {
 				x[i] = walk(x[i])
 			}
+		case string:
+			return strings.ReplaceAll(x, prefix, "P/")
 		}
 		return v
 	}
@@ -92,9 +98,9 @@ func normJSON(s, prefix string, base int64) string {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(walk(v)); err != nil {
-		return s
+		return s, false
 	}
-	return strings.TrimSpace(buf.String())
+	return strings.TrimSpace(buf.String()), true
 }
 
 // replaceAll applies old→new pairs.

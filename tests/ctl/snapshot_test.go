@@ -59,6 +59,7 @@ func checkRestored(t *testing.T, name, dir string, n int) {
 }
 
 func TestSnapshot(t *testing.T) {
+	t.Parallel()
 	if e2e.Kind() != e2e.KindCairn {
 		t.Skip("restores into cairn data dirs")
 	}
@@ -122,6 +123,7 @@ func TestSnapshot(t *testing.T) {
 // TestSnapshotFromEtcd moves data from etcd to cairn: etcdctl saves a
 // snapshot of an etcd member, cairnctl restores it, cairn serves it.
 func TestSnapshotFromEtcd(t *testing.T) {
+	t.Parallel()
 	if _, err := os.Stat("/usr/bin/etcd"); err != nil {
 		t.Skip("/usr/bin/etcd not installed")
 	}
