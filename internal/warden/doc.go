@@ -10,11 +10,16 @@
 //     validated as a whole; a *ConfigError names the service and the field
 //     of every problem.
 //   - runner: one goroutine per service, the supervision loop below.
-//   - link: the warden's connection to cairn: one session (one lease, kept
-//     alive) for every key and election entry of the warden, and the
-//     registry keys as they should be, written in the background.
+//   - link: the warden's connection to cairn: one lease for every key and
+//     election entry of the warden, and the registry keys as they should
+//     be, written in the background. The lease is renewed every TTL/3 with
+//     a request of its own bounded by TTL/3 (so a member that does not
+//     answer costs one attempt and the next goes to another endpoint), and
+//     counts as lost when cairn does not know it or no renewal sent within
+//     the last TTL succeeded.
 //   - gate: the right to run a service: always (placement host), or while
-//     this warden leads the service's election (placement group).
+//     this warden leads the service's election (placement group), run
+//     with etcd's concurrency.Election on a session over the same lease.
 //
 // # The supervision loop (runner.run)
 //
@@ -45,8 +50,7 @@
 //     lease is lost, a new one is granted, the old one revoked if it still
 //     exists, and every wanted key written again under the new one.
 //   - A group service runs only under a live term: the term ends when the
-//     session's lease is lost (as the client sees it: no keep-alive answer
-//     within the TTL) or the leader key goes; the process is stopped at
+//     lease is lost (see link) or the leader key goes; the process is stopped at
 //     once. Every start and every registry write of a group service is
 //     conditional on the leader key's create revision, so a warden that was
 //     paused or partitioned and comes back never writes over its successor.

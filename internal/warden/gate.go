@@ -48,7 +48,7 @@ func (g *groupGate) acquire(ctx context.Context) (*term, error) {
 		if err != nil {
 			return nil, err
 		}
-		e := concurrency.NewElection(sess, g.prefix)
+		e := concurrency.NewElection(sess.Session, g.prefix)
 		prev := ""
 		lctx, lcancel := context.WithTimeout(ctx, opTimeout)
 		if r, err := e.Leader(lctx); err == nil && len(r.Kvs) > 0 {
@@ -58,7 +58,7 @@ func (g *groupGate) acquire(ctx context.Context) (*term, error) {
 		cctx, cancel := context.WithCancel(ctx)
 		go func() {
 			select {
-			case <-sess.Done():
+			case <-sess.Lost():
 				cancel()
 			case <-cctx.Done():
 			}
@@ -116,7 +116,7 @@ func (g *groupGate) acquire(ctx context.Context) (*term, error) {
 // watchLeadership returns when the term of f ends: the session ends, ctx
 // is done, or the leader key is deleted (or replaced). A watch that fails
 // (compacted revision, canceled stream) is resumed after checking the key.
-func (g *groupGate) watchLeadership(ctx context.Context, sess *concurrency.Session, f Fence) {
+func (g *groupGate) watchLeadership(ctx context.Context, sess *leaseSession, f Fence) {
 	from := f.Rev + 1
 	for {
 		wctx, wcancel := context.WithCancel(ctx)
@@ -125,7 +125,7 @@ func (g *groupGate) watchLeadership(ctx context.Context, sess *concurrency.Sessi
 			defer wcancel()
 			for {
 				select {
-				case <-sess.Done():
+				case <-sess.Lost():
 					return true
 				case <-ctx.Done():
 					return true
@@ -154,7 +154,7 @@ func (g *groupGate) watchLeadership(ctx context.Context, sess *concurrency.Sessi
 		case err != nil:
 			// Not known either way; the session's keep-alive decides.
 			select {
-			case <-sess.Done():
+			case <-sess.Lost():
 				return
 			case <-ctx.Done():
 				return

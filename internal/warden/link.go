@@ -2,10 +2,12 @@ package warden
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -40,7 +42,7 @@ type link struct {
 	done   chan struct{}
 
 	mu      sync.Mutex
-	sess    *concurrency.Session
+	sess    *leaseSession
 	ready   chan struct{} // closed while sess is live
 	wanted  map[string]*wantedKey
 	dirty   map[string]bool
@@ -90,14 +92,14 @@ func (l *link) set(key string, w *wantedKey) {
 }
 
 // Session waits for a live session.
-func (l *link) Session(ctx context.Context) (*concurrency.Session, error) {
+func (l *link) Session(ctx context.Context) (*leaseSession, error) {
 	for {
 		l.mu.Lock()
 		s, ready := l.sess, l.ready
 		l.mu.Unlock()
 		if s != nil {
 			select {
-			case <-s.Done():
+			case <-s.Lost():
 			default:
 				return s, nil
 			}
@@ -166,12 +168,16 @@ func (l *link) run() {
 		case <-l.ctx.Done():
 		case <-l.kick:
 		case <-retry:
-		case <-sess.Done():
+		case <-sess.Lost():
+			if l.ctx.Err() != nil {
+				continue
+			}
 			l.lg.Warn("lease lost; getting a new one and registering again", zap.String("lease", leaseHex(sess.Lease())))
 			l.mu.Lock()
 			l.sess = nil
 			l.ready = make(chan struct{})
 			l.mu.Unlock()
+			sess.cancel()
 			go l.revoke(sess.Lease())
 		}
 	}
@@ -184,20 +190,77 @@ func (l *link) sleep(d time.Duration) {
 	}
 }
 
-func (l *link) newSession() (*concurrency.Session, error) {
+func (l *link) newSession() (*leaseSession, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, opTimeout)
 	defer cancel()
 	ttl := int64((l.ttl + time.Second - 1) / time.Second)
+	sent := time.Now()
 	g, err := l.cli.Grant(ctx, ttl)
 	if err != nil {
 		return nil, err
 	}
-	s, err := concurrency.NewSession(l.cli, concurrency.WithLease(g.ID), concurrency.WithContext(l.ctx))
+	sctx, scancel := context.WithCancel(l.ctx)
+	s, err := concurrency.NewSession(l.cli, concurrency.WithLease(g.ID), concurrency.WithContext(sctx))
 	if err != nil {
+		scancel()
 		go l.revoke(g.ID)
 		return nil, err
 	}
-	return s, nil
+	ls := &leaseSession{Session: s, lost: make(chan struct{}), cancel: scancel}
+	go l.keepAlive(sctx, ls, time.Duration(ttl)*time.Second, sent)
+	return ls, nil
+}
+
+// leaseSession is the warden's lease and the etcd session on it (for
+// elections). Lost, not the session's Done, says when the lease is gone.
+type leaseSession struct {
+	*concurrency.Session
+	lost   chan struct{}
+	cancel context.CancelFunc
+}
+
+// Lost is closed when the lease is gone, or may be: cairn said it does not
+// exist, or no renewal succeeded for a whole TTL.
+func (s *leaseSession) Lost() <-chan struct{} { return s.lost }
+
+// keepAlive renews the lease every TTL/3 with a request of its own each
+// time, bounded by the same TTL/3: a stuck stream or a member that does not
+// answer costs one attempt, and the next goes to another endpoint (the
+// session's own keep-alive stream stays on one). The lease counts as lost
+// once no renewal sent less than a TTL ago succeeded, which is never later
+// than cairn expiring it.
+func (l *link) keepAlive(ctx context.Context, s *leaseSession, ttl time.Duration, lastOK time.Time) {
+	defer s.cancel()
+	defer close(s.lost)
+	interval := ttl / 3
+	retry := interval / 4
+	wait := interval
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		sent := time.Now()
+		kctx, cancel := context.WithTimeout(ctx, interval)
+		resp, err := l.cli.KeepAliveOnce(kctx, s.Lease())
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
+			return
+		case err == nil:
+			lastOK, wait = sent, interval
+		default:
+			wait = retry
+		}
+		if time.Since(lastOK) >= ttl {
+			return
+		}
+	}
 }
 
 // revoke drops a lease the warden no longer uses, if it still exists, so
@@ -209,7 +272,7 @@ func (l *link) revoke(id clientv3.LeaseID) {
 }
 
 // flush writes every dirty key; it stops at the first error.
-func (l *link) flush(sess *concurrency.Session) error {
+func (l *link) flush(sess *leaseSession) error {
 	l.mu.Lock()
 	keys := make([]string, 0, len(l.dirty))
 	for k := range l.dirty {
@@ -243,7 +306,7 @@ func (l *link) flush(sess *concurrency.Session) error {
 	return nil
 }
 
-func (l *link) write(sess *concurrency.Session, key string, w *wantedKey) error {
+func (l *link) write(sess *leaseSession, key string, w *wantedKey) error {
 	ctx, cancel := context.WithTimeout(l.ctx, opTimeout)
 	defer cancel()
 	lease := sess.Lease()
@@ -292,6 +355,7 @@ func (l *link) shutdown(timeout time.Duration) {
 	s := l.sess
 	l.mu.Unlock()
 	if s != nil {
+		s.cancel()
 		l.revoke(s.Lease())
 	}
 }
