@@ -168,15 +168,19 @@ func TestCrashLoopBecomesFailed(t *testing.T) {
 	t.Parallel()
 	m := e2e.StartMember(t, e2e.MemberConfig{})
 	cli := m.Client()
-	starts := filepath.Join(t.TempDir(), "starts")
+	dir := t.TempDir()
+	starts := filepath.Join(dir, "starts")
+	// The shell line, its environment and its working directory all count.
 	cfg := fmt.Sprintf(`
 services:
   - name: crasher
-    shell: "echo started >> %s; exit 3"
+    shell: "echo $GREETING >> starts; exit 3"
+    env: {GREETING: started}
+    dir: %s
     max_restarts: 3
     restart_window: 1m
     backoff: {initial: 20ms, max: 100ms}
-`, starts)
+`, dir)
 	w := startWarden(t, "w1", cfg, endpoints(m), "--lease-ttl", "3s")
 	r := waitRecord(t, cli, "/services/crasher", "crasher marked failed", func(r discovery.Record) bool { return r.Status == discovery.StatusFailed })
 	if !strings.Contains(r.Reason, "3 restarts within 1m0s; last: exit status 3") || r.Restarts != 3 || r.Warden != "w1" {
