@@ -301,7 +301,9 @@ The items in the lists are endpoint, ID, version, db size, is leader, is learner
 				return err
 			}
 			if failed {
-				return exitf(ExitError, "failed to get the status of %d of %d endpoints", len(eps)-len(list), len(eps))
+				// etcdctl exits 1 after the per-endpoint lines, with no
+				// "Error:" line.
+				return &CodeError{Code: ExitError, Err: errSilent}
 			}
 			return nil
 		},
@@ -468,7 +470,7 @@ compaction and returns when it is done. On etcd it is etcd's defragmentation.`,
 				return err
 			}
 			if failures > 0 {
-				return exitf(ExitError, "failed to defragment %d of %d members", failures, len(eps))
+				return &CodeError{Code: ExitError, Err: errSilent}
 			}
 			return nil
 		},

@@ -107,10 +107,24 @@ func TestCluster(t *testing.T) {
 	// Failover: with the first endpoint's member dead, commands go to the
 	// next endpoints.
 	c.Members[0].Kill()
+	c.Leader() // if it led, wait for the election: failover is the client's job, elections the server's
 	for _, tl := range []tool{etcdctl, cairnctl} {
 		tl.must(t, all, "put", "failover-"+tl.name, "ok")
 		if got := tl.must(t, all, "get", "failover-"+tl.name, "--print-value-only"); got != "ok\n" {
 			t.Errorf("%s get after failover: %q", tl.name, got)
+		}
+	}
+	// Per-endpoint commands report the dead one and fail.
+	for _, args := range [][]string{
+		{"endpoint", "status", "--command-timeout=2s"},
+		{"endpoint", "hashkv", "--command-timeout=2s"},
+		{"defrag", "--command-timeout=2s"},
+	} {
+		want := etcdctl.run(t, append([]string{all}, args...)...)
+		got := cairnctl.run(t, append([]string{all}, args...)...)
+		compare(t, args, want, got, nil)
+		if !strings.Contains(got.stderr, c.Members[0].ClientURL) {
+			t.Errorf("%q: the dead endpoint is not named:\n%s", args, got.stderr)
 		}
 	}
 	// endpoint health names the dead one and fails the command.
