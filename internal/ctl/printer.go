@@ -261,11 +261,11 @@ func (p *printer) Watch(r clientv3.WatchResponse) error {
 			p.fieldsKV("", e.Kv)
 		}
 	case "protobuf":
+		wr := &pb.WatchResponse{Header: r.Header, CompactRevision: r.CompactRevision, Canceled: r.Canceled, Created: r.Created}
 		for _, e := range r.Events {
-			if err := p.protobuf((*mvccpb.Event)(e)); err != nil {
-				return err
-			}
+			wr.Events = append(wr.Events, (*mvccpb.Event)(e))
 		}
+		return p.protobuf(wr)
 	default:
 		return p.unsupported()
 	}

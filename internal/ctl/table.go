@@ -88,9 +88,8 @@ func useLine(c *cobra.Command) string {
 const helpTemplate = `{{.UsageString}}`
 
 const usageTemplate = `NAME:
-{{if .HasParent}}	{{.CommandPath}} - {{.Short}}
-{{else}}	{{.Name}} - {{.Short}}
-{{end}}
+	{{.Name}} - {{.Short}}
+
 USAGE:
 	{{ctlUseLine .}}
 {{if .Long}}

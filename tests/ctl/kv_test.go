@@ -158,6 +158,16 @@ func TestReadOnlyFormats(t *testing.T) {
 		same(t, nil, e, "-w", w, "endpoint", "hashkv")
 		same(t, nil, e, "-w", w, "endpoint", "status")
 	}
+	// Watch in protobuf: the raw WatchResponse bytes, one write per response.
+	var outs []string
+	for _, tl := range []tool{etcdctl, cairnctl} {
+		b := tl.start(t, false, nil, e, "watch", "k2", "--rev=2", "-w", "protobuf")
+		outs = append(outs, b.waitOut("the event", func(s string) bool { return strings.Contains(s, "v 2") }))
+		b.kill()
+	}
+	if outs[0] != outs[1] {
+		t.Errorf("watch -w protobuf: %q, etcdctl %q", outs[1], outs[0])
+	}
 	same(t, nil, e, "-w", "table", "member", "list")
 	same(t, nil, e, "-w", "table", "endpoint", "status")
 	same(t, nil, e, "-w", "table", "endpoint", "hashkv")

@@ -59,6 +59,7 @@ func TestWatch(t *testing.T) {
 	ebase := writeHistory(t, m, "e/")
 	cbase := writeHistory(t, m, "c/")
 	for _, args := range [][]string{
+		{"ETCDCTL_WATCH_KEY={p}a", "ETCDCTL_WATCH_RANGE_END={p}zz-f", "watch", "--rev={rev+1}"},
 		{"watch", "--prefix", "{p}", "--rev={rev+1}"},
 		{"watch", "--prefix", "{p}", "--rev={rev+1}", "--prev-kv", "-w", "json"},
 		{"watch", "--prefix", "{p}", "--rev={rev+1}", "-w", "fields"},
@@ -67,10 +68,15 @@ func TestWatch(t *testing.T) {
 	} {
 		run := func(tl tool, prefix string, base int64) string {
 			full := []string{e}
+			var env []string
 			for _, a := range args {
+				if strings.HasPrefix(a, "ETCDCTL_") {
+					env = append(env, expand(a, prefix, base))
+					continue
+				}
 				full = append(full, expand(a, prefix, base))
 			}
-			b := tl.start(t, false, nil, full...)
+			b := tl.start(t, false, env, full...)
 			cond := sentinelSeen(prefix)
 			if args[len(args)-4] == "--" {
 				// all 8 events ran the command
