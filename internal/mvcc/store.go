@@ -32,7 +32,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/storage"
 )
@@ -114,7 +113,7 @@ func (s *Store) load() error {
 			return fmt.Errorf("%w: bad revision key %x", storage.ErrCorrupt, it.Key())
 		}
 		kv.Reset()
-		if err := proto.Unmarshal(it.Value(), &kv); err != nil {
+		if err := decodeKV(it.Value(), &kv); err != nil {
 			return fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, main, sub, err)
 		}
 		s.bytes.Add(int64(len(it.Key()) + len(it.Value())))
@@ -260,28 +259,6 @@ func (s *Store) lookupLocked(key, end []byte, o RangeOptions, cur int64) ([]Revi
 	return revs, count, nil
 }
 
-// fetch reads the records of revs from r, in order.
-func fetch(r pebble.Reader, revs []Revision) ([]*mvccpb.KeyValue, error) {
-	kvs := make([]*mvccpb.KeyValue, 0, len(revs))
-	for _, rv := range revs {
-		v, closer, err := r.Get(storage.KVKey(rv.Main, rv.Sub, false))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil, ErrKeyNotFound
-		}
-		if err != nil {
-			return nil, err
-		}
-		kv := &mvccpb.KeyValue{}
-		err = proto.Unmarshal(v, kv)
-		closer.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, rv.Main, rv.Sub, err)
-		}
-		kvs = append(kvs, kv)
-	}
-	return kvs, nil
-}
-
 // Get returns key's value as of rev, or nil if it did not exist then.
 func (s *Store) Get(key []byte, rev int64) (*mvccpb.KeyValue, error) {
 	r, err := s.Range(key, nil, RangeOptions{Rev: rev})
@@ -319,7 +296,7 @@ func (s *Store) Events(from, to int64, fn func(ev *mvccpb.Event) bool) error {
 	for it.First(); it.Valid(); it.Next() {
 		main, _, tomb, _ := storage.ParseKVKey(it.Key())
 		kv := &mvccpb.KeyValue{}
-		if err := proto.Unmarshal(it.Value(), kv); err != nil {
+		if err := decodeKV(append([]byte(nil), it.Value()...), kv); err != nil {
 			return fmt.Errorf("%w: revision %d: %v", storage.ErrCorrupt, main, err)
 		}
 		ev := &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/cairn-kv/cairn/internal/storage"
 )
@@ -131,10 +130,7 @@ func (w *Write) DeleteRange(key, end []byte) ([]*mvccpb.KeyValue, error) {
 }
 
 func (w *Write) writeRecord(rev Revision, tomb bool, kv *mvccpb.KeyValue) error {
-	v, err := proto.Marshal(kv)
-	if err != nil {
-		return err
-	}
+	v := encodeKV(make([]byte, 0, sizeKV(kv)), kv)
 	k := storage.KVKey(rev.Main, rev.Sub, tomb)
 	w.s.bytes.Add(int64(len(k) + len(v)))
 	return w.b.Set(k, v, nil)
