@@ -8,12 +8,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
 func TestHumanBytes(t *testing.T) {
@@ -162,5 +165,39 @@ func TestTLSConfig(t *testing.T) {
 	}
 	if c, err := (&globalFlags{insecureTransport: false}).tlsConfig([]string{"x:1"}); c == nil || err != nil {
 		t.Errorf("--insecure-transport=false: no TLS (%v)", err)
+	}
+}
+
+// TestAddCommand checks the extension hook: an added command sees the
+// ETCDCTL_* variables even with its own PersistentPreRunE, is listed in
+// the help, and picks its exit code with a *CodeError.
+func TestAddCommand(t *testing.T) {
+	var r *Root
+	var format string
+	preRan := false
+	svc := &cobra.Command{
+		Use:               "services",
+		Short:             "Lists the services the warden keeps",
+		PersistentPreRunE: func(*cobra.Command, []string) error { preRan = true; return nil },
+		RunE: func(_ *cobra.Command, args []string) error {
+			format = r.g.writeOut
+			if len(args) > 0 {
+				return &CodeError{Code: ExitBadArgs, Err: errors.New("services takes no arguments")}
+			}
+			return nil
+		},
+	}
+	r = NewRoot(svc)
+	var out, errOut bytes.Buffer
+	r.SetIO(strings.NewReader(""), &out, &errOut)
+	if code := r.Execute([]string{"services"}, []string{"ETCDCTL_WRITE_OUT=json"}); code != 0 || !preRan || format != "json" {
+		t.Errorf("services: exit %d, pre-run %v, format %q; stderr %s", code, preRan, format, errOut.String())
+	}
+	if code := r.Execute([]string{"services", "x"}, nil); code != ExitBadArgs || !strings.Contains(errOut.String(), "Error: services takes no arguments") {
+		t.Errorf("services x: exit %d, stderr %q", code, errOut.String())
+	}
+	out.Reset()
+	if code := r.Execute([]string{"--help"}, nil); code != 0 || !strings.Contains(out.String(), "\tservices ") {
+		t.Errorf("help lacks services:\n%s", out.String())
 	}
 }

@@ -146,7 +146,34 @@ func NewRoot(extra ...*cobra.Command) *Root {
 // AddCommand adds a top-level command (for example the warden's
 // "services"). Call it before Execute. The command sees the global flags;
 // its RunE may use r.Client and r.CommandContext.
-func (r *Root) AddCommand(c *cobra.Command) { r.cmd.AddCommand(c) }
+//
+// A command's own PersistentPreRun(E) would hide the root's, which
+// applies the ETCDCTL_* variables: AddCommand wraps it so both run.
+func (r *Root) AddCommand(c *cobra.Command) {
+	if pre := c.PersistentPreRunE; pre != nil {
+		c.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+			if err := r.preRun(cmd); err != nil {
+				return err
+			}
+			return pre(cmd, args)
+		}
+	} else if pre := c.PersistentPreRun; pre != nil {
+		c.PersistentPreRun = nil
+		c.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+			if err := r.preRun(cmd); err != nil {
+				return err
+			}
+			pre(cmd, args)
+			return nil
+		}
+	}
+	r.cmd.AddCommand(c)
+}
+
+// preRun applies the environment to the global flags once flags are parsed.
+func (r *Root) preRun(c *cobra.Command) error {
+	return r.g.applyEnv(c.Root().PersistentFlags(), r.g.env)
+}
 
 // Command returns the root cobra command.
 func (r *Root) Command() *cobra.Command { return r.cmd }
@@ -178,9 +205,7 @@ func Main(args []string, extra ...*cobra.Command) int {
 func (r *Root) Execute(args, env []string) int {
 	r.g.env = env
 	r.cmd.SetArgs(args)
-	r.cmd.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
-		return r.g.applyEnv(c.Root().PersistentFlags(), env)
-	}
+	r.cmd.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return r.preRun(c) }
 	err := r.cmd.Execute()
 	if err == nil {
 		return ExitSuccess

@@ -155,7 +155,8 @@ func (r *Root) printWatch(c *clientv3.Client, p *printer, mu *sync.Mutex, wc cli
 			)
 			cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
 			if err := cmd.Run(); err != nil {
-				return exitf(ExitError, "command %q error (%v)", execArgs, err)
+				fmt.Fprintf(r.stderr, "command %q error (%v)\n", execArgs, err)
+				return &CodeError{Code: ExitError, Err: errSilent}
 			}
 		}
 	}
@@ -166,18 +167,35 @@ func (r *Root) printWatch(c *clientv3.Client, p *printer, mu *sync.Mutex, wc cli
 // runs each watch in the background, printing all of them to stdout.
 func (r *Root) watchInteractive(p *printer, envKey, envRange string) error {
 	return r.withClient(func(c *clientv3.Client) error {
-		in := bufio.NewReader(r.stdin)
 		var mu sync.Mutex
+		// A watch's command failing ends the session (as in etcdctl), even
+		// while stdin is quiet: lines are read on their own goroutine.
 		errc := make(chan error, 1)
-		for {
-			line, err := in.ReadString('\n')
-			if err != nil {
-				select {
-				case werr := <-errc:
-					return werr
-				default:
+		type lineOrErr struct {
+			line string
+			err  error
+		}
+		lines := make(chan lineOrErr)
+		go func() {
+			in := bufio.NewReader(r.stdin)
+			for {
+				l, err := in.ReadString('\n')
+				lines <- lineOrErr{l, err}
+				if err != nil {
+					return
 				}
-				return exitf(ExitInvalidInput, "error reading watch request line: %v", err)
+			}
+		}()
+		for {
+			var line string
+			select {
+			case werr := <-errc:
+				return werr
+			case le := <-lines:
+				if le.err != nil {
+					return exitf(ExitInvalidInput, "error reading watch request line: %v", le.err)
+				}
+				line = le.line
 			}
 			line = strings.TrimSuffix(line, "\n")
 			args, aerr := argify(line)

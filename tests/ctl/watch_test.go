@@ -134,6 +134,19 @@ func TestWatchLive(t *testing.T) {
 		b.kill()
 	}
 
+	// A failing command ends the watch with exit 1, in both modes.
+	for _, tl := range []tool{etcdctl, cairnctl} {
+		b := tl.start(t, false, nil, e, "watch", "live/k", fmt.Sprintf("--rev=%d", rev-1), "--", "false")
+		if code := b.wait(); code != 1 || !strings.Contains(b.stderr(), `command ["false"] error (exit status 1)`) {
+			t.Errorf("%s watch -- false: exit %d\n%s", tl.name, code, b.stderr())
+		}
+		b = tl.start(t, true, nil, e, "watch", "-i")
+		b.write(fmt.Sprintf("watch live/k --rev=%d -- false\n", rev-1))
+		if code := b.wait(); code != 1 || !strings.Contains(b.stderr(), `command ["false"] error (exit status 1)`) {
+			t.Errorf("%s watch -i with -- false: exit %d\n%s", tl.name, code, b.stderr())
+		}
+	}
+
 	// A watch runs until interrupted.
 	if w.hasExited() {
 		t.Errorf("watch exited on its own: %s", w.stderr())
