@@ -214,7 +214,14 @@ func readPassword(r *Root, prompt string) (string, error) {
 func hint(err error, endpoints []string) string {
 	if errors.Is(err, context.DeadlineExceeded) || status.Code(errors.Unwrap(err)) == codes.DeadlineExceeded ||
 		status.Code(err) == codes.Unavailable || strings.Contains(err.Error(), "context deadline exceeded") {
-		return fmt.Sprintf("hint: no answer in time from %s; check --endpoints, that the server is running, and raise --dial-timeout/--command-timeout for slow links", strings.Join(endpoints, ","))
+		h := fmt.Sprintf("hint: no answer in time from %s; check --endpoints, that the server is running, and raise --dial-timeout/--command-timeout for slow links", strings.Join(endpoints, ","))
+		for _, e := range endpoints {
+			if strings.HasPrefix(e, "https://") {
+				h += "; for https endpoints also check --cacert (or --insecure-skip-tls-verify for a self-signed test server), --cert and --key"
+				break
+			}
+		}
+		return h
 	}
 	if errors.Is(err, rpctypes.ErrUserEmpty) || errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrAuthFailed) {
 		return "hint: authentication is enabled; give --user=name[:password]"
