@@ -127,19 +127,39 @@ func (s *Server) forwardPromote(ctx context.Context, id uint64) ([]*membership.M
 
 // ForwardRenew renews a lease on the leader (this member is not it). An
 // unknown lease answers TTL 0, as a keep-alive does.
+//
+// Each attempt is bounded by an election timeout and goes to the member
+// that leads at that moment: a renewal sent towards a leader that just
+// died would otherwise wait for it forever (the client waits for its
+// connection), stalling the client's keep-alive stream while its lease
+// expires. After etcd's request timeout the renewal fails with etcd's
+// "request timed out" and the client opens a new stream.
 func (s *Server) ForwardRenew(ctx context.Context, id int64) (int64, error) {
-	cli, err := s.leaderClient()
-	if err != nil {
-		return 0, err
+	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
+	defer cancel()
+	retry := time.NewTicker(50 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		if cli, err := s.leaderClient(); err == nil {
+			actx, acancel := context.WithTimeout(ctx, s.cfg.ElectionTimeout)
+			resp, err := cli.KeepAliveOnce(actx, clientv3.LeaseID(id))
+			acancel()
+			switch {
+			case errors.Is(err, rpctypes.ErrLeaseNotFound):
+				return 0, nil
+			case err == nil:
+				return resp.TTL, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return 0, rpctypes.ErrGRPCTimeout
+			}
+			return 0, ctx.Err()
+		case <-retry.C:
+		}
 	}
-	resp, err := cli.KeepAliveOnce(ctx, clientv3.LeaseID(id))
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return resp.TTL, nil
 }
 
 // ForwardTimeToLive asks the leader, which alone knows a lease's expiry.

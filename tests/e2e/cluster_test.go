@@ -312,3 +312,61 @@ func TestClusterReconfigChecks(t *testing.T) {
 	}
 	lead.Ctl(t, "put", "still", "writable")
 }
+
+// A keep-alive stream held by a follower keeps its lease alive through the
+// leader's death: the follower forwards each renewal to whichever member
+// leads, and a renewal sent towards the dead leader does not stall the
+// stream.
+func TestClusterKeepAliveSurvivesLeaderDeath(t *testing.T) {
+	t.Parallel()
+	c := StartCluster(t, 3)
+	lead := c.Leader()
+	var f, other *Member
+	for _, m := range c.Members {
+		if m == lead {
+			continue
+		}
+		if f == nil {
+			f = m
+		} else {
+			other = m
+		}
+	}
+	cli := f.NewClient() // this follower only
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const ttl = 4
+	g, err := cli.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, kcancel := context.WithCancel(ctx)
+	defer kcancel()
+	kc, err := cli.KeepAlive(kctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range kc {
+		}
+	}()
+	lead.Kill()
+	c.Leader() // the survivors elect a new leader
+	// The lease must stay alive for several TTLs; a stalled keep-alive
+	// stream would let it expire within one.
+	check := other.NewClient()
+	deadline := time.Now().Add(3 * ttl * time.Second)
+	for time.Now().Before(deadline) {
+		qctx, qcancel := context.WithTimeout(ctx, 3*time.Second)
+		resp, err := check.TimeToLive(qctx, g.ID)
+		qcancel()
+		if err == nil && resp.TTL == -1 {
+			t.Fatalf("lease %x expired after the leader's death although its keep-alive stream on %s is open", g.ID, f.Name())
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
