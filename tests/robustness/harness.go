@@ -39,7 +39,8 @@ type Env struct {
 	Seed     uint64
 	Rnd      *rand.Rand
 	Members  []*e2e.Member
-	FC       *e2e.FaultCluster // nil for a single member
+	Cluster  *e2e.Cluster      // nil for a single member
+	FC       *e2e.FaultCluster // when the scenario needs peer-link faults
 	Hist     *History
 	Traffic  *Traffic
 	// FailpointDir holds one file per member name; writing a spec there
@@ -270,12 +271,21 @@ func Run(t *testing.T, sc *Scenario, seed uint64) *Report {
 	t.Setenv(failpoint.FileEnvVar, filepath.Join(fpDir, "{name}"))
 	e := &Env{T: t, Scenario: sc, Seed: seed, Rnd: rand.New(rand.NewPCG(seed, 0xfa17)), Hist: NewHistory(),
 		FailpointDir: fpDir, full: map[*e2e.Member]*Watcher{}, pinned: map[*e2e.Member]*clientv3.Client{}}
+	phases := newPhases()
 	flags := append([]string{"--experimental-watch-progress-notify-interval=300ms"}, sc.Flags...)
 	if sc.Members == 1 {
 		e.Members = []*e2e.Member{e2e.StartMember(t, e2e.MemberConfig{Flags: flags})}
-	} else {
+	} else if sc.Net {
 		e.FC = e2e.StartFaultCluster(t, sc.Members, flags...)
-		e.Members = append([]*e2e.Member(nil), e.FC.Members...)
+		e.Cluster = e.FC.Cluster
+	} else {
+		// Without proxies a member that is down refuses connections at
+		// once; behind a PeerNet front its peers wait for a stream
+		// timeout, which only slows a run down.
+		e.Cluster = e2e.StartCluster(t, sc.Members, flags...)
+	}
+	if e.Cluster != nil {
+		e.Members = append([]*e2e.Member(nil), e.Cluster.Members...)
 	}
 
 	admin, err := newClient(e.Endpoints())
@@ -283,6 +293,7 @@ func Run(t *testing.T, sc *Scenario, seed uint64) *Report {
 		t.Fatal(err)
 	}
 	defer admin.Close()
+	phases.mark("start")
 	rev0 := currentRev(t, admin)
 	for _, m := range e.Members {
 		e.startFull(m)
@@ -321,8 +332,10 @@ func Run(t *testing.T, sc *Scenario, seed uint64) *Report {
 	if !e.WaitOps(warmupOps, phaseTimeout) {
 		t.Fatalf("warm-up: fewer than %d operations acknowledged in %v", warmupOps, phaseTimeout)
 	}
+	phases.mark("warm-up")
 	t.Logf("fault: %s", sc.Fault.Name)
 	sc.Fault.Inject(e)
+	phases.mark("fault")
 	faultEnd := time.Now()
 	if took, ok := waitServing(admin, RecoveryBound); !ok {
 		r.violate("recovery: the cluster did not serve a linearizable read and a write within %v after the fault", RecoveryBound)
@@ -333,13 +346,18 @@ func Run(t *testing.T, sc *Scenario, seed uint64) *Report {
 		r.violate("recovery: fewer than %d operations acknowledged in %v after the fault", afterOps, phaseTimeout)
 	}
 	stopAll()
+	phases.mark("after fault")
 	t.Logf("traffic stopped %v after the fault; %d operations acknowledged", time.Since(faultEnd).Round(time.Millisecond), e.Traffic.Acked())
 
 	final := currentRev(t, admin)
 	in := e.collect(rev0, final)
 	in.VisualizeDir = filepath.Join(os.TempDir(), fmt.Sprintf("cairn-robustness-%s-%d", sc.Name, seed))
+	phases.mark("watch catch-up")
 	checkHashKV(r, e.Members)
+	phases.mark("hashkv")
 	rep := Check(in)
+	phases.mark("check")
+	e.Note("phases: %s", phases)
 	rep.Violations = append(r.Violations, rep.Violations...)
 	rep.Notes = append(append(e.notes, r.Notes...), rep.Notes...)
 	t.Logf("%s seed %d: %s", sc.Name, seed, rep)
@@ -348,6 +366,22 @@ func Run(t *testing.T, sc *Scenario, seed uint64) *Report {
 	}
 	return rep
 }
+
+// phases times the steps of a run, for its summary.
+type phases struct {
+	last  time.Time
+	steps []string
+}
+
+func newPhases() *phases { return &phases{last: time.Now()} }
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.steps = append(p.steps, fmt.Sprintf("%s %v", name, now.Sub(p.last).Round(10*time.Millisecond)))
+	p.last = now
+}
+
+func (p *phases) String() string { return strings.Join(p.steps, ", ") }
 
 // collect waits until the watches caught up with final and returns what
 // everything recorded.

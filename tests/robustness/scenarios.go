@@ -21,6 +21,7 @@ import (
 type Scenario struct {
 	Name    string
 	Members int      // 1 or 3
+	Net     bool     // peer links through a PeerNet (for partitions)
 	Flags   []string // extra server flags
 	Traffic *TrafficConfig
 	Fault   Fault
@@ -55,10 +56,10 @@ func Scenarios() []*Scenario {
 		{Name: "pause-follower", Members: 3, Fault: Fault{"SIGSTOP a follower under load, SIGCONT", pause(pickFollower)}},
 		{Name: "pause-single", Members: 1, Fault: Fault{"SIGSTOP the only member past the election timeout, SIGCONT", pause(pickAll)}},
 		{Name: "stutter-leader", Members: 3, Fault: Fault{"SIGSTOP/SIGCONT the leader in bursts of 50-1500ms (slow, delayed member)", stutter(pickLeader)}},
-		{Name: "blackhole-leader", Members: 3, Fault: Fault{"black-hole every peer link of the leader until a new leader, heal", blackhole(pickLeader, false)}},
-		{Name: "blackhole-follower", Members: 3, Fault: Fault{"black-hole every peer link of a follower under load, heal", blackhole(pickFollower, false)}},
-		{Name: "flap-leader", Members: 3, Fault: Fault{"isolate and heal the leader's peer links six times, each cut a seeded 100-1500 ms (lossy, flapping link)", flap(pickLeader)}},
-		{Name: "blackhole-follower-snapshot", Members: 3, Flags: snapshotFlags,
+		{Name: "blackhole-leader", Members: 3, Net: true, Fault: Fault{"black-hole every peer link of the leader until a new leader, heal", blackhole(pickLeader, false)}},
+		{Name: "blackhole-follower", Members: 3, Net: true, Fault: Fault{"black-hole every peer link of a follower under load, heal", blackhole(pickFollower, false)}},
+		{Name: "flap-leader", Members: 3, Net: true, Fault: Fault{"isolate and heal the leader's peer links six times, each cut a seeded 100-1500 ms (lossy, flapping link)", flap(pickLeader)}},
+		{Name: "blackhole-follower-snapshot", Members: 3, Net: true, Flags: snapshotFlags,
 			Fault: Fault{"black-hole a follower until the leader compacted past it, heal: it catches up by snapshot", blackhole(pickFollower, true)}},
 		{Name: "member-replace", Members: 3, Fault: Fault{"remove a follower, wipe it, add a new empty member", replaceMember}},
 		{Name: "compact-defrag", Members: 3, Fault: Fault{"physical compaction and defragmentation of every member under load", compactDefrag}},
@@ -90,7 +91,7 @@ func Scenarios() []*Scenario {
 		{"snapshot-before-install", false},
 		{"snapshot-after-install", false},
 	} {
-		scs = append(scs, &Scenario{Name: "crash-" + p.point, Members: 3, Flags: snapshotFlags,
+		scs = append(scs, &Scenario{Name: "crash-" + p.point, Members: 3, Net: true, Flags: snapshotFlags,
 			Fault: Fault{"a follower falls behind; crash point " + p.point + " during its snapshot catch-up, restart", crashSnapshot(p.point, p.leader)}})
 	}
 	return scs
@@ -321,7 +322,11 @@ func crashAt(point string, pick picker) func(e *Env) {
 		}
 		m := pick(e)[0]
 		n := 1 + e.Rnd.IntN(10)
-		crash(e, m, fmt.Sprintf("%s=%d*exit", point, n), func() {})
+		action := "exit"
+		if e.Seed != 1 && e.Rnd.IntN(2) == 0 {
+			action = "panic" // deferred calls run, unlike exit
+		}
+		crash(e, m, fmt.Sprintf("%s=%d*%s", point, n, action), func() {})
 	}
 }
 
@@ -338,7 +343,7 @@ func crash(e *Env, m *e2e.Member, spec string, during func()) {
 	if !exited {
 		e.T.Errorf("crash point %q never fired on %s within %v", spec, m.Name(), faultWait)
 		m.Kill()
-	} else if !strings.Contains(m.Log(), fmt.Sprintf("exit %d", failpoint.ExitCode)) {
+	} else if l := m.Log(); !strings.Contains(l, fmt.Sprintf(": exit %d", failpoint.ExitCode)) && !strings.Contains(l, ": panic") {
 		e.T.Errorf("%s exited, but not at the crash point:\n%s", m.Name(), tail(m.Log(), 4000))
 	}
 	restart(e, []*e2e.Member{m})
@@ -401,8 +406,8 @@ func replaceMember(e *Env) {
 		t.Fatal(err)
 	}
 	e.DropMember(f)
-	e.FC.Cluster.Members = rest
-	j := e.FC.NewJoiner("m" + fmt.Sprint(3))
+	e.Cluster.Members = rest
+	j := e.Cluster.NewJoiner("m" + fmt.Sprint(3))
 	if !retry(faultWait, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -411,7 +416,7 @@ func replaceMember(e *Env) {
 	}) {
 		t.Fatalf("member add never succeeded")
 	}
-	e.FC.StartJoining(j)
+	e.Cluster.StartJoining(j)
 	e.AddMember(j)
 	e.Note("added %s with an empty data dir", j.Name())
 }
