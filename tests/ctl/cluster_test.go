@@ -53,7 +53,20 @@ func TestCluster(t *testing.T) {
 	for i, tl := range []tool{etcdctl, cairnctl} {
 		name := fmt.Sprintf("new%d", i)
 		peer := fmt.Sprintf("http://127.0.0.1:%d", 1+i)
-		out := tl.must(t, one, "member", "add", name, "--learner", "--peer-urls="+peer)
+		// etcd refuses reconfiguration until its members have been up a
+		// few seconds ("unhealthy cluster"): retry while it says so.
+		var out string
+		waitFor(t, "member add to be accepted", func() bool {
+			r := tl.run(t, one, "member", "add", name, "--learner", "--peer-urls="+peer)
+			if r.code != 0 && strings.Contains(r.stderr, "unhealthy cluster") {
+				return false
+			}
+			if r.code != 0 {
+				t.Fatalf("%s member add: exit %d\n%s", tl.name, r.code, r.stderr)
+			}
+			out = r.stdout
+			return true
+		})
 		sub := idRE.FindStringSubmatch(out)
 		if sub == nil {
 			t.Fatalf("%s member add: %q", tl.name, out)

@@ -154,7 +154,9 @@ func TestReadOnlyFormats(t *testing.T) {
 		same(t, nil, e, "-w", w, "get", "", "--from-key")
 		same(t, nil, e, "-w", w, "get", "bin", "--hex")
 		same(t, nil, e, "-w", w, "member", "list")
-		same(t, nil, e, "-w", w, "alarm", "list")
+		if !(w == "fields" && e2e.Kind() == e2e.KindEtcd) { // etcdctl 3.4 panics on etcd 3.4's header-less alarm response
+			same(t, nil, e, "-w", w, "alarm", "list")
+		}
 		same(t, nil, e, "-w", w, "endpoint", "hashkv")
 		same(t, nil, e, "-w", w, "endpoint", "status")
 	}

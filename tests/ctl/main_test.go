@@ -3,6 +3,9 @@
 // same cairn server, and the outputs (simple, json, fields), exit codes and
 // error lines must agree. Only what legitimately differs between two runs
 // is normalized, each place saying why.
+//
+// CAIRN_E2E_SERVER=etcd runs the same comparisons against etcd 3.4
+// servers (tests that need a cairn data dir skip).
 package ctl_test
 
 import (

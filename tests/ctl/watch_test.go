@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -200,7 +201,7 @@ func TestLease(t *testing.T) {
 			// remaining TTLs tick while the test runs.
 			o = strings.NewReplacer(id, "ID", strconv.FormatInt(dec, 10), "ID").Replace(o)
 			o = regexp.MustCompile(`remaining\(\d+s\)|"ttl":\d+|"TTL" : \d+|"ID":\d+|"ID" : \d+`).ReplaceAllString(o, "X")
-			r.outs = append(r.outs, o)
+			r.outs = append(r.outs, sortLeaseKeys(o))
 		}
 		return r
 	}
@@ -229,4 +230,25 @@ func TestLease(t *testing.T) {
 	if code := ka.wait(); code != 0 {
 		t.Errorf("keep-alive exit %d after revoke\n%s", code, ka.stderr())
 	}
+}
+
+// sortLeaseKeys puts the keys attached to a lease in order: etcd lists
+// them in map order, which differs from run to run.
+func sortLeaseKeys(s string) string {
+	s = regexp.MustCompile(`attached keys\(\[([^]]*)\]\)`).ReplaceAllStringFunc(s, func(m string) string {
+		inner := strings.TrimSuffix(strings.TrimPrefix(m, "attached keys(["), "])")
+		ks := strings.Fields(inner)
+		sort.Strings(ks)
+		return "attached keys([" + strings.Join(ks, " ") + "])"
+	})
+	lines := strings.Split(s, "\n")
+	for i := 0; i < len(lines); {
+		j := i
+		for j < len(lines) && strings.HasPrefix(lines[j], `"Key" : `) {
+			j++
+		}
+		sort.Strings(lines[i:j])
+		i = j + 1
+	}
+	return strings.Join(lines, "\n")
 }
