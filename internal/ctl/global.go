@@ -228,6 +228,3 @@ func hint(err error, endpoints []string) string {
 	}
 	return ""
 }
-
-// client is Client for commands: the error already carries its exit code.
-func (r *Root) client() (*clientv3.Client, error) { return r.Client() }

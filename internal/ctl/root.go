@@ -94,8 +94,6 @@ func NewRoot(extra ...*cobra.Command) *Root {
 		Short:         "A simple command line client for cairn and etcd v3.",
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		// etcdctl accepts and ignores positional garbage at the top
-		// level only through its subcommands; keep cobra's behaviour.
 	}
 	r.cmd.SetOut(r.stdout)
 	r.cmd.SetErr(r.stderr)
