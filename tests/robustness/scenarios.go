@@ -338,7 +338,9 @@ func crash(e *Env, m *e2e.Member, spec string, during func()) {
 	e.Arm(m, spec)
 	e.Note("armed %s on %s", spec, m.Name())
 	during()
+	armed := time.Now()
 	exited := e.WaitExit(m, faultWait)
+	fired := time.Since(armed)
 	e.Arm(m, "")
 	if !exited {
 		e.T.Errorf("crash point %q never fired on %s within %v", spec, m.Name(), faultWait)
@@ -346,7 +348,24 @@ func crash(e *Env, m *e2e.Member, spec string, during func()) {
 	} else if l := m.Log(); !strings.Contains(l, fmt.Sprintf(": exit %d", failpoint.ExitCode)) && !strings.Contains(l, ": panic") {
 		e.T.Errorf("%s exited, but not at the crash point:\n%s", m.Name(), tail(m.Log(), 4000))
 	}
+	start := time.Now()
+	mark := len(m.Log())
 	restart(e, []*e2e.Member{m})
+	if d := time.Since(start); d > 3*time.Second {
+		e.T.Logf("slow restart of %s (%v); its warnings since:\n%s", m.Name(), d, warnings(m.Log()[mark:]))
+	}
+	e.Note("%s fired %v after arming (or the heal); restart took %v", spec, fired.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// warnings picks the warning and error lines of a server log.
+func warnings(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) || strings.Contains(l, "=== e2e") {
+			out = append(out, l[:min(len(l), 400)])
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(s string, n int) string {
