@@ -131,6 +131,19 @@ func TestCheckPerf(t *testing.T) {
 	cairnctl.must(t, e, "put", "/perf/x", "y")
 	same(t, nil, e, "check", "perf", "--prefix=/perf/")
 	same(t, nil, e, "check", "perf", "--load=huge")
+
+	// datascale: the small load, memory read from /metrics before and after.
+	r = cairnctl.run(t, e, "check", "datascale", "--prefix=/scale/", "--auto-compact")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "Start data scale check for work load [10000 key-value pairs, 1024 bytes per key-value, 50 concurrent clients].\n") ||
+		!regexp.MustCompile(`(?m)^PASS: Approximate system memory used : -?\d+\.\d\d MB\.$`).MatchString(r.stdout) {
+		t.Errorf("check datascale: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if got := cairnctl.must(t, e, "get", "/scale/", "--prefix", "--count-only"); got != "0\n" {
+		t.Errorf("check datascale left %s keys", got)
+	}
+	cairnctl.must(t, e, "put", "/scale/x", "y")
+	same(t, nil, e, "check", "datascale", "--prefix=/scale/")
+	same(t, nil, e, "check", "datascale", "--load=huge")
 }
 
 func TestMisc(t *testing.T) {
