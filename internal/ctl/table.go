@@ -60,7 +60,7 @@ func leafCommands(c *cobra.Command) [][2]string {
 	var walk func(c *cobra.Command, prefix string)
 	walk = func(c *cobra.Command, prefix string) {
 		for _, s := range c.Commands() {
-			if s.Hidden || s.Name() == "help" {
+			if s.Hidden {
 				continue
 			}
 			name := strings.TrimSpace(prefix + " " + s.Name())

@@ -82,6 +82,7 @@ func TestCluster(t *testing.T) {
 		same(t, nil, one, "member", "list")
 		same(t, nil, one, "member", "list", "-w", "json")
 		same(t, nil, one, "member", "update", id, "--peer-urls="+peer+"0")
+		same(t, nil, one, "-w", "fields", "member", "update", id, "--peer-urls="+peer+"1")
 		same(t, nil, one, "member", "promote", id)
 		removals = append(removals, tl.must(t, one, "member", "remove", id))
 		same(t, nil, one, "member", "remove", id)
@@ -89,6 +90,39 @@ func TestCluster(t *testing.T) {
 	}
 	if removals[0] != removals[1] {
 		t.Errorf("member remove: cairnctl %q, etcdctl %q", removals[1], removals[0])
+	}
+
+	// member add in json and fields: the new member's id, name and peer URL
+	// are each run's own; the rest (header, the other members) must agree.
+	for _, w := range []string{"json"} {
+		var outs []string
+		for i, tl := range []tool{etcdctl, cairnctl} {
+			name := fmt.Sprintf("%s%d", w, i)
+			peer := fmt.Sprintf("http://127.0.0.1:%d", 10+i)
+			var out string
+			waitFor(t, "member add to be accepted", func() bool {
+				r := tl.run(t, one, "-w", w, "member", "add", name, "--learner", "--peer-urls="+peer)
+				if r.code != 0 && strings.Contains(r.stderr, "unhealthy cluster") {
+					return false
+				}
+				if r.code != 0 {
+					t.Fatalf("%s member add -w %s: exit %d\n%s", tl.name, w, r.code, r.stderr)
+				}
+				out = r.stdout
+				return true
+			})
+			id := regexp.MustCompile(`"ID":(\d+)|"Member.ID" : (\d+)`).FindStringSubmatch(out)
+			if id == nil {
+				t.Fatalf("%s member add -w %s: no id in %q", tl.name, w, out)
+			}
+			dec := id[1] + id[2]
+			n, _ := strconv.ParseUint(dec, 10, 64)
+			tl.must(t, one, "member", "remove", strconv.FormatUint(n, 16))
+			outs = append(outs, sortResults(strings.NewReplacer(dec, "NEWID", name, "NEW", peer, "NEWPEER").Replace(out)))
+		}
+		if outs[0] != outs[1] {
+			t.Errorf("member add -w %s:\n etcdctl: %q\ncairnctl: %q", w, outs[0], outs[1])
+		}
 	}
 
 	// move-leader: to a follower, through the tools in turn.
