@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/cairn-kv/cairn/internal/restore"
@@ -70,33 +72,39 @@ func (r *Root) saveSnapshot(ctx context.Context, c *clientv3.Client, path string
 			os.Remove(part)
 		}
 	}()
-	rc, err := c.Snapshot(ctx)
+	// The raw stream, for RemainingBytes: progress can show the total.
+	// Failures exit 5 with the bare error, as etcdctl's; the context goes
+	// to a line of its own.
+	stream, err := pb.NewMaintenanceClient(c.ActiveConnection()).Snapshot(ctx, &pb.SnapshotRequest{})
 	if err != nil {
-		return 0, exitf(ExitError, "could not start the snapshot stream from %s (%v); check --endpoints", r.g.endpoints[0], err)
+		fmt.Fprintf(r.stderr, "could not start the snapshot stream from %s; check --endpoints (%v)\n", r.g.endpoints[0], rpctypes.Error(err))
+		return 0, &CodeError{Code: ExitInterrupted, Err: err}
 	}
-	defer rc.Close()
 	prog := newProgress(r.stderr)
-	buf := make([]byte, 1<<20)
+	var total int64
 	for {
-		k, rerr := rc.Read(buf)
-		if k > 0 {
-			if _, werr := f.Write(buf[:k]); werr != nil {
-				return n, exitf(ExitIO, "writing %s: %v", part, werr)
-			}
-			n += int64(k)
-			prog.step("snapshot: received " + bytesDone(n, 0))
-		}
+		resp, rerr := stream.Recv()
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
 			prog.done()
-			return n, exitf(ExitError, "snapshot stream from %s failed after %s: %v", r.g.endpoints[0], humanBytes(uint64(n)), rerr)
+			fmt.Fprintf(r.stderr, "the snapshot stream from %s failed after %s; %s was not written\n", r.g.endpoints[0], humanBytes(uint64(n)), path)
+			return n, &CodeError{Code: ExitInterrupted, Err: rerr}
 		}
+		if _, werr := f.Write(resp.Blob); werr != nil {
+			prog.done()
+			return n, exitf(ExitIO, "writing %s: %v", part, werr)
+		}
+		n += int64(len(resp.Blob))
+		if total == 0 {
+			total = n + int64(resp.RemainingBytes)
+		}
+		prog.step("snapshot: received " + bytesDone(n, total))
 	}
 	prog.done()
 	if n == 0 {
-		return 0, exitf(ExitError, "snapshot stream from %s was empty", r.g.endpoints[0])
+		return 0, exitf(ExitInterrupted, "snapshot stream from %s was empty", r.g.endpoints[0])
 	}
 	if err := f.Sync(); err != nil {
 		return n, exitf(ExitIO, "fsync %s: %v", part, err)

@@ -2,6 +2,7 @@ package ctl_test
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,6 +79,13 @@ func TestAuth(t *testing.T) {
 	} {
 		same(t, nil, append([]string{e}, args...)...)
 	}
+	// Streams carry the token too: a snapshot needs root.
+	snap := filepath.Join(t.TempDir(), "auth.db")
+	want := etcdctl.run(t, e, "--user=root:rootpw", "snapshot", "save", snap)
+	got := cairnctl.run(t, e, "--user=root:rootpw", "snapshot", "save", snap+"2")
+	compare(t, []string{"snapshot", "save", "(auth)"}, want, got, replaceAll(snap+"2", "FILE", snap, "FILE"))
+	same(t, nil, e, "--user=e/u:pw", "snapshot", "save", snap+"3")
+
 	// The password is read from stdin when --user has none (etcdctl
 	// insists on a terminal there).
 	if r := cairnctl.runEnv(t, "rootpw\n", nil, e, "--user=root", "get", "e/a", "--print-value-only"); r.code != 0 || r.stdout != "1\n" {
