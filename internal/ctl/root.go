@@ -17,8 +17,12 @@
 //
 // Another package adds a top-level command with Root.AddCommand before
 // Execute; its RunE can call Root.Client and Root.CommandContext to reach
-// the cluster with the user's global flags, and return an *CodeError to pick
-// the exit code.
+// the cluster with the user's global flags, print to Root.Stdout, and
+// return a *CodeError to pick the exit code:
+//
+//	r := ctl.NewRoot()
+//	r.AddCommand(warden.NewServicesCommand(r)) // its RunE calls r.Client()
+//	os.Exit(r.Execute(os.Args[1:], os.Environ()))
 package ctl
 
 import (
