@@ -114,7 +114,7 @@ func Check(in CheckInput) *Report {
 	for _, evs := range ref.events {
 		r.Events += len(evs)
 	}
-	ops := checkOpsAgainstHistory(r, in.Ops, ref)
+	ops := checkOpsAgainstHistory(r, in.Ops, ref, in.MaxCompacted)
 	checkLinearizable(r, in, ops)
 	for _, w := range in.Offsets {
 		checkWatchAgainstHistory(r, w, ref, in.MaxCompacted)
@@ -274,7 +274,7 @@ func eventsEqual(a, b Event) bool {
 // linearizability check: failed reads left out, failed writes whose value
 // the history shows resolved to that revision, failed puts whose value it
 // never shows left out (they did not happen).
-func checkOpsAgainstHistory(r *Report, ops []Op, h *refHistory) []Op {
+func checkOpsAgainstHistory(r *Report, ops []Op, h *refHistory, maxCompacted int64) []Op {
 	r.Ops = len(ops)
 	issued := map[string]bool{}
 	var out []Op
@@ -285,6 +285,9 @@ func checkOpsAgainstHistory(r *Report, ops []Op, h *refHistory) []Op {
 		}
 		if resp.Unknown {
 			r.Unknown++
+			if resp.Compacted && req.Kind == OpGetAtRev && req.AtRev > maxCompacted {
+				r.violate("%s: compacted, but no compaction reached revision %d (highest %d)", op, req.AtRev, maxCompacted)
+			}
 			if !req.Kind.IsWrite() {
 				continue
 			}
@@ -321,6 +324,17 @@ func checkOpsAgainstHistory(r *Report, ops []Op, h *refHistory) []Op {
 			if resp.Deleted > 0 && !hasEvent(h.events[resp.Rev], req.Key, true) {
 				r.violate("%s (durable): acknowledged delete has no delete event at revision %d", op, resp.Rev)
 			}
+		}
+		if req.Kind == OpGetAtRev {
+			if resp.Rev < req.AtRev {
+				r.violate("%s: header revision below the revision asked for", op)
+			}
+			if s, ok := h.state(req.AtRev); ok {
+				if _, want := s.Apply(req); !kvsEqual(resp.KVs, want.KVs) {
+					r.violate("%s: the history at revision %d has %v", op, req.AtRev, want.KVs)
+				}
+			}
+			continue
 		}
 		if !req.Kind.IsWrite() || (req.Kind == OpTxn && !resp.Succeeded) {
 			s, ok := h.state(resp.Rev)
@@ -362,7 +376,7 @@ func hasEvent(evs []Event, key int, del bool) bool {
 func checkLinearizable(r *Report, in CheckInput, ops []Op) {
 	var hist []porcupine.Operation
 	for _, op := range ops {
-		if op.Req.Kind == OpStaleGet {
+		if op.Req.Kind == OpStaleGet || op.Req.Kind == OpGetAtRev {
 			continue
 		}
 		hist = append(hist, porcupine.Operation{ClientId: op.Client, Input: op.Req, Output: op.Resp, Call: op.Call, Return: op.Return})

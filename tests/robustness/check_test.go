@@ -263,3 +263,27 @@ func TestModelTxnAndRevoke(t *testing.T) {
 		t.Fatalf("revoke of a lease with no keys changed the revision: %s", r)
 	}
 }
+
+func TestCheckReadAtRevision(t *testing.T) {
+	b := sampleHistory()
+	// key1 at revision 2 was "a"; a read at 2 that answers with the value
+	// of a later revision is caught, as is a compacted error for a
+	// revision no compaction reached.
+	b.now += 10
+	b.ops = append(b.ops,
+		Op{Client: 2, Req: Request{Kind: OpGetAtRev, Key: 1, AtRev: 2},
+			Resp: Response{Rev: b.s.Rev, KVs: []KV{{Key: 1, Value: "d", Mod: 6, Create: 2, Version: 2}}}, Call: b.now, Return: b.now + 5},
+		Op{Client: 3, Req: Request{Kind: OpGetAtRev, Key: 1, AtRev: 3},
+			Resp: Response{Unknown: true, Compacted: true, Err: "compacted"}, Call: b.now, Return: never})
+	r := Check(b.input())
+	expectViolation(t, r, "get(key1 at 2)")
+	expectViolation(t, r, "compacted, but no compaction reached revision 3")
+
+	ok := sampleHistory()
+	ok.now += 10
+	ok.ops = append(ok.ops, Op{Client: 2, Req: Request{Kind: OpGetAtRev, Key: 1, AtRev: 2},
+		Resp: Response{Rev: ok.s.Rev, KVs: []KV{{Key: 1, Value: "a", Mod: 2, Create: 2, Version: 1}}}, Call: ok.now, Return: ok.now + 5})
+	if r := Check(ok.input()); !r.OK() {
+		t.Fatalf("correct read at revision 2 rejected:\n%s", r)
+	}
+}

@@ -40,14 +40,15 @@ const (
 	OpDelete                    // delete one key
 	OpTxn                       // if mod_revision(key) == Expect then put else get
 	OpLeaseRevoke               // revoke a lease (deletes its keys in one revision)
+	OpGetAtRev                  // get of one key at an older revision (checked against the watch history only)
 )
 
-var opNames = [...]string{"get", "range", "stale-get", "put", "put-lease", "delete", "txn", "lease-revoke"}
+var opNames = [...]string{"get", "range", "stale-get", "put", "put-lease", "delete", "txn", "lease-revoke", "get-at-rev"}
 
 func (k OpKind) String() string { return opNames[k] }
 
 // IsWrite reports whether the request may change the keyspace.
-func (k OpKind) IsWrite() bool { return k >= OpPut }
+func (k OpKind) IsWrite() bool { return k >= OpPut && k <= OpLeaseRevoke }
 
 // Request is the input of one recorded operation.
 type Request struct {
@@ -56,6 +57,7 @@ type Request struct {
 	Value  string // put, put-lease, txn: unique in the run
 	Lease  int64  // put-lease, lease-revoke
 	Expect int64  // txn: the mod revision compared
+	AtRev  int64  // get-at-rev: the revision read
 }
 
 func (r Request) String() string {
@@ -64,6 +66,8 @@ func (r Request) String() string {
 		return "range(" + KeyPrefix + "*)"
 	case OpGet, OpStaleGet, OpDelete:
 		return fmt.Sprintf("%s(%s)", r.Kind, KeyName(r.Key))
+	case OpGetAtRev:
+		return fmt.Sprintf("get(%s at %d)", KeyName(r.Key), r.AtRev)
 	case OpPut:
 		return fmt.Sprintf("put(%s, %s)", KeyName(r.Key), r.Value)
 	case OpPutLease:
@@ -95,6 +99,7 @@ func (kv KV) String() string {
 type Response struct {
 	Unknown   bool
 	Err       string
+	Compacted bool  // the server said the revision asked for is compacted
 	Rev       int64 // header revision
 	KVs       []KV  // get, range, txn else-branch
 	Deleted   int64 // delete
@@ -160,7 +165,7 @@ func (s *State) put(i int, value string, lease int64) {
 // Apply runs req on s and returns the response a correct server gives.
 func (s State) Apply(req Request) (State, Response) {
 	switch req.Kind {
-	case OpGet, OpStaleGet:
+	case OpGet, OpStaleGet, OpGetAtRev:
 		r := Response{Rev: s.Rev}
 		if s.Keys[req.Key].exists() {
 			r.KVs = []KV{s.kv(req.Key)}

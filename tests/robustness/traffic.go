@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -89,13 +90,14 @@ func (tr *Traffic) Stop() {
 }
 
 type trafficClient struct {
-	id    int
-	cli   *clientv3.Client
-	tr    *Traffic
-	rnd   *rand.Rand
-	seq   int
-	lease int64         // current lease, 0 for none
-	mods  map[int]int64 // last mod revision this client saw per key
+	id      int
+	cli     *clientv3.Client
+	tr      *Traffic
+	rnd     *rand.Rand
+	seq     int
+	lease   int64         // current lease, 0 for none
+	mods    map[int]int64 // last mod revision this client saw per key
+	lastRev int64         // highest header revision this client saw
 }
 
 func (c *trafficClient) run() {
@@ -142,8 +144,13 @@ func (c *trafficClient) next() (Request, bool) {
 		p = 82 + c.rnd.IntN(18) // put-lease or revoke
 	}
 	switch {
-	case p < 20:
+	case p < 15:
 		return Request{Kind: OpGet, Key: key}, true
+	case p < 20:
+		if c.lastRev < 2 {
+			return Request{Kind: OpGet, Key: key}, true
+		}
+		return Request{Kind: OpGetAtRev, Key: key, AtRev: max(1, c.lastRev-int64(c.rnd.IntN(30)))}, true
 	case p < 28:
 		return Request{Kind: OpRange}, true
 	case p < 33:
@@ -182,6 +189,7 @@ func (c *trafficClient) grant() bool {
 
 // learn remembers mod revisions for later compare-and-set requests.
 func (c *trafficClient) learn(req Request, resp Response) {
+	c.lastRev = max(c.lastRev, resp.Rev)
 	switch req.Kind {
 	case OpPut, OpPutLease:
 		c.mods[req.Key] = resp.Rev
@@ -210,10 +218,13 @@ func (c *trafficClient) do(req Request) Response {
 	)
 	key := KeyName(req.Key)
 	switch req.Kind {
-	case OpGet, OpStaleGet:
+	case OpGet, OpStaleGet, OpGetAtRev:
 		var opts []clientv3.OpOption
 		if req.Kind == OpStaleGet {
 			opts = append(opts, clientv3.WithSerializable())
+		}
+		if req.Kind == OpGetAtRev {
+			opts = append(opts, clientv3.WithRev(req.AtRev))
 		}
 		var r *clientv3.GetResponse
 		if r, err = kv.Get(ctx, key, opts...); err == nil {
@@ -263,7 +274,7 @@ func (c *trafficClient) do(req Request) Response {
 		if errors.Is(err, context.Canceled) {
 			err = fmt.Errorf("canceled: %w", err)
 		}
-		return Response{Unknown: true, Err: err.Error()}
+		return Response{Unknown: true, Err: err.Error(), Compacted: errors.Is(err, rpctypes.ErrCompacted)}
 	}
 	return resp
 }
