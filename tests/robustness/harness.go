@@ -354,6 +354,18 @@ func Run(t *testing.T, sc *Scenario, seed uint64) *Report {
 	phases.mark("after fault")
 	t.Logf("traffic stopped %v after the fault; %d operations acknowledged", time.Since(faultEnd).Round(time.Millisecond), e.Traffic.Acked())
 
+	if tcfg.ExpiringLeases {
+		expired := 0
+		for _, op := range e.Hist.Ops() {
+			if op.Req.Kind == OpPutLease && strings.Contains(op.Resp.Err, "lease not found") {
+				expired++
+			}
+		}
+		if expired == 0 {
+			t.Errorf("no put failed with \"lease not found\": no lease expired while the traffic ran, the scenario tested nothing")
+		}
+		e.Note("%d puts found their lease expired", expired)
+	}
 	final := currentRev(t, admin)
 	in := e.collect(rev0, final)
 	in.VisualizeDir = filepath.Join(os.TempDir(), fmt.Sprintf("cairn-robustness-%s-%d", sc.Name, seed))
@@ -421,7 +433,7 @@ func (e *Env) collect(rev0, final int64) CheckInput {
 		cancel()
 		<-tick.C
 	}
-	in := CheckInput{Ops: e.Hist.Ops(), Rev0: rev0, Final: final}
+	in := CheckInput{Ops: append(e.Hist.Ops(), e.Hist.Expiries()...), Rev0: rev0, Final: final}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	in.MaxCompacted = e.compacted

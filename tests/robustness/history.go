@@ -26,8 +26,37 @@ func (o Op) String() string {
 type History struct {
 	start time.Time
 
-	mu  sync.Mutex
-	ops []Op
+	mu     sync.Mutex
+	ops    []Op
+	grants []Grant
+}
+
+// Grant is a lease a client was granted, and when it asked.
+type Grant struct {
+	Client int
+	Lease  int64
+	Call   int64
+}
+
+// AddGrant records a lease grant.
+func (h *History) AddGrant(client int, lease int64, call int64) {
+	h.mu.Lock()
+	h.grants = append(h.grants, Grant{Client: client, Lease: lease, Call: call})
+	h.mu.Unlock()
+}
+
+// Expiries are the operations that model the expiry of every recorded
+// grant: a revoke by nobody in particular, with an unknown outcome, that
+// may take effect any time after the grant was asked for.
+func (h *History) Expiries() []Op {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ops []Op
+	for i, g := range h.grants {
+		ops = append(ops, Op{Client: 1000 + i, Req: Request{Kind: OpLeaseRevoke, Lease: g.Lease},
+			Resp: Response{Unknown: true, Err: "lease may expire"}, Call: g.Call, Return: never})
+	}
+	return ops
 }
 
 // NewHistory starts an empty history; times count from now.

@@ -64,6 +64,7 @@ func Scenarios() []*Scenario {
 		{Name: "member-replace", Members: 3, Fault: Fault{"remove a follower, wipe it, add a new empty member", replaceMember}},
 		{Name: "compact-defrag", Members: 3, Fault: Fault{"physical compaction and defragmentation of every member under load", compactDefrag}},
 		{Name: "lease-revoke-kill-leader", Members: 3, Traffic: leaseHeavy, Fault: Fault{"lease-heavy traffic, SIGKILL the leader, restart", killSome(pickLeader)}},
+		{Name: "lease-expiry-kill-leader", Members: 3, Traffic: expiringLeases, Fault: Fault{"leases of 2s expire during the run; SIGKILL the leader, restart, until a lease expired", killThenExpiry}},
 		{Name: "kill-all-unsynced", Members: 3, Traffic: fastTraffic, Fault: Fault{"SIGKILL every member in the middle of a write burst, restart all", killSome(pickAll)}},
 	}
 	for _, p := range []struct {
@@ -96,6 +97,31 @@ func Scenarios() []*Scenario {
 	}
 	return scs
 }
+
+// killThenExpiry kills and restarts the leader, then lets the traffic run
+// until a put found its lease expired.
+func killThenExpiry(e *Env) {
+	killSome(pickLeader)(e)
+	deadline := time.Now().Add(faultWait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		for _, op := range e.Hist.Ops() {
+			if op.Req.Kind == OpPutLease && strings.Contains(op.Resp.Err, "lease not found") {
+				return
+			}
+		}
+		<-tick.C
+	}
+}
+
+// expiringLeases is lease-heavy traffic whose leases expire (the leader
+// revokes them) during the run.
+var expiringLeases = func() *TrafficConfig {
+	c := DefaultTraffic
+	c.LeaseHeavy, c.ExpiringLeases, c.LeaseTTL = true, true, 2
+	return &c
+}()
 
 // fastTraffic writes as fast as the clients can.
 var fastTraffic = func() *TrafficConfig { c := DefaultTraffic; c.Tick = time.Millisecond; c.Clients = 6; return &c }()

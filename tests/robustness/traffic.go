@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,10 @@ type TrafficConfig struct {
 	ReqTimeout time.Duration // deadline of one request
 	LeaseTTL   int64         // seconds; long, so that no lease expires during a run
 	LeaseHeavy bool          // many more leased puts and revokes
+	// ExpiringLeases: LeaseTTL is short and leases expire during the
+	// run; each grant is recorded (History.Grants) so the checkers can
+	// let every lease expire at any time after its grant.
+	ExpiringLeases bool
 }
 
 // DefaultTraffic is the load of every scenario.
@@ -127,7 +132,7 @@ func (c *trafficClient) run() {
 			c.learn(req, resp)
 		}
 		c.tr.h.Add(Op{Client: c.id, Req: req, Resp: resp, Call: call, Return: ret})
-		if req.Kind == OpLeaseRevoke {
+		if req.Kind == OpLeaseRevoke || (req.Kind == OpPutLease && strings.Contains(resp.Err, "lease not found")) {
 			c.lease = 0
 		}
 	}
@@ -167,7 +172,8 @@ func (c *trafficClient) next() (Request, bool) {
 		}
 		return Request{Kind: OpPutLease, Key: key, Value: value, Lease: c.lease}, true
 	default:
-		if c.lease == 0 {
+		if c.lease == 0 || c.tr.cfg.ExpiringLeases {
+			// Expiring leases are left to expire.
 			return Request{Kind: OpGet, Key: key}, true
 		}
 		return Request{Kind: OpLeaseRevoke, Lease: c.lease}, true
@@ -177,6 +183,7 @@ func (c *trafficClient) next() (Request, bool) {
 // grant gets the client a new lease. Grants are not part of the model:
 // they change no key and no revision.
 func (c *trafficClient) grant() bool {
+	call := c.tr.h.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), c.tr.cfg.ReqTimeout)
 	defer cancel()
 	r, err := c.cli.Grant(ctx, c.tr.cfg.LeaseTTL)
@@ -184,6 +191,9 @@ func (c *trafficClient) grant() bool {
 		return false
 	}
 	c.lease = int64(r.ID)
+	if c.tr.cfg.ExpiringLeases {
+		c.tr.h.AddGrant(c.id, c.lease, call)
+	}
 	return true
 }
 
