@@ -12,9 +12,10 @@ import (
 
 // WatchRecord is what one watcher delivered, as the checkers take it.
 type WatchRecord struct {
-	Name  string
-	Spec  WatchSpec
-	Resps []WatchResp
+	Name    string
+	Spec    WatchSpec
+	Started int64 // history clock when it was opened
+	Resps   []WatchResp
 	// Complete: the watch stayed open to the end, so it must have
 	// delivered everything up to the final revision (unless the server
 	// canceled it because of a compaction).
@@ -512,7 +513,7 @@ func checkWatchAgainstHistory(r *Report, w WatchRecord, h *refHistory, maxCompac
 	n := min(len(got), len(want))
 	for i := 0; i < n; i++ {
 		if !eventsEqual(got[i], want[i]) {
-			r.violate("%s %s (resumable/reliable): event %d is %s, the history has %s", w.Name, w.Spec, i, got[i], want[i])
+			r.violate("%s %s (resumable/reliable): event %d is %s, the history has %s; opened at t=%v, its responses: %s", w.Name, w.Spec, i, got[i], want[i], time.Duration(w.Started).Round(time.Millisecond), describeResps(w.Resps, 6))
 			return
 		}
 		compacted := got[i].Prev == nil && got[i].KV.Mod-1 < maxCompacted
@@ -522,6 +523,29 @@ func checkWatchAgainstHistory(r *Report, w WatchRecord, h *refHistory, maxCompac
 		}
 	}
 	if len(got) != len(want) {
-		r.violate("%s %s (reliable): %d events up to revision %d, the history has %d", w.Name, w.Spec, len(got), to, len(want))
+		r.violate("%s %s (reliable): %d events up to revision %d, the history has %d; opened at t=%v, its responses: %s", w.Name, w.Spec, len(got), to, len(want), time.Duration(w.Started).Round(time.Millisecond), describeResps(w.Resps, 6))
 	}
+}
+
+// describeResps summarizes the first n responses of a watch for a report.
+func describeResps(rs []WatchResp, n int) string {
+	var parts []string
+	for i, r := range rs {
+		if i == n {
+			parts = append(parts, fmt.Sprintf("... %d more", len(rs)-n))
+			break
+		}
+		d := fmt.Sprintf("[t=%v header %d", time.Duration(r.Time).Round(time.Millisecond), r.Rev)
+		switch {
+		case r.Progress:
+			d += " progress"
+		case r.Canceled:
+			d += fmt.Sprintf(" canceled compact %d %s", r.CompactRev, r.Err)
+		}
+		if k := len(r.Events); k > 0 {
+			d += fmt.Sprintf(" %d events %d..%d", k, r.Events[0].KV.Mod, r.Events[k-1].KV.Mod)
+		}
+		parts = append(parts, d+"]")
+	}
+	return strings.Join(parts, " ")
 }

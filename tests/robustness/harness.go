@@ -55,6 +55,9 @@ type Env struct {
 	watchCli  *clientv3.Client
 	offsets   []*Watcher
 	compacted int64
+	// compactLog is every compaction sent (time and revision), shown
+	// when a watch check fails.
+	compactLog []string
 }
 
 // Note adds a line to the run's summary.
@@ -207,6 +210,9 @@ func (e *Env) compactor(cli *clientv3.Client, stop <-chan struct{}) {
 		// checkers only use this to excuse what a compaction explains.
 		_ = err
 		e.noteCompacted(target)
+		e.mu.Lock()
+		e.compactLog = append(e.compactLog, fmt.Sprintf("t=%v:%d", time.Duration(e.Hist.Now()).Round(time.Millisecond), target))
+		e.mu.Unlock()
 	}
 }
 
@@ -379,6 +385,9 @@ func Run(t *testing.T, sc *Scenario, seed uint64) *Report {
 	rep.Notes = append(append(e.notes, r.Notes...), rep.Notes...)
 	t.Logf("%s seed %d: %s", sc.Name, seed, rep)
 	if !rep.OK() {
+		e.mu.Lock()
+		t.Logf("compactions: %s", strings.Join(e.compactLog, " "))
+		e.mu.Unlock()
 		t.Errorf("%s seed %d: %d violations (replay with %s=%d)", sc.Name, seed, len(rep.Violations), SeedEnv, seed)
 	}
 	return rep
@@ -446,7 +455,7 @@ func (e *Env) collect(rev0, final int64) CheckInput {
 	in.Full = append(in.Full, e.fullDone...)
 	for _, w := range e.offsets {
 		w.Stop()
-		in.Offsets = append(in.Offsets, WatchRecord{Name: w.Name, Spec: w.Spec, Resps: w.Resps(), Complete: true})
+		in.Offsets = append(in.Offsets, WatchRecord{Name: w.Name, Spec: w.Spec, Started: w.Started, Resps: w.Resps(), Complete: true})
 	}
 	return in
 }

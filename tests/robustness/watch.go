@@ -71,8 +71,9 @@ func (s WatchSpec) wants(e Event) bool {
 
 // Watcher records what one watch delivered.
 type Watcher struct {
-	Name string
-	Spec WatchSpec
+	Name    string
+	Spec    WatchSpec
+	Started int64 // history clock when the watch was opened
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -86,7 +87,7 @@ type Watcher struct {
 // StartWatcher opens a watch on cli and records its responses until Stop.
 func StartWatcher(cli *clientv3.Client, name string, spec WatchSpec, h *History) *Watcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &Watcher{Name: name, Spec: spec, cancel: cancel, done: make(chan struct{})}
+	w := &Watcher{Name: name, Spec: spec, Started: h.Now(), cancel: cancel, done: make(chan struct{})}
 	key := KeyPrefix
 	opts := []clientv3.OpOption{clientv3.WithRev(spec.StartRev)}
 	if spec.Key >= 0 {
