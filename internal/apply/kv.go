@@ -161,12 +161,12 @@ func (a *Applier) put(w *mvcc.Write, req *pb.PutRequest) (*pb.PutResponse, error
 			return nil, ErrLeaseNotFound
 		}
 	}
-	old, err := w.Put(req.Key, val, leaseID)
+	oldLease, err := w.Put(req.Key, val, leaseID)
 	if err != nil {
 		return nil, err
 	}
-	if old != nil && old.Lease != 0 && old.Lease != leaseID {
-		_ = a.lessor.Detach(lease.ID(old.Lease), string(req.Key))
+	if oldLease != 0 && oldLease != leaseID {
+		_ = a.lessor.Detach(lease.ID(oldLease), string(req.Key))
 	}
 	if leaseID != 0 {
 		if err := a.lessor.Attach(lease.ID(leaseID), string(req.Key)); err != nil {
@@ -174,7 +174,7 @@ func (a *Applier) put(w *mvcc.Write, req *pb.PutRequest) (*pb.PutResponse, error
 		}
 	}
 	if req.PrevKv {
-		resp.PrevKv = old
+		resp.PrevKv = prev // read above, before the put
 	}
 	return resp, nil
 }

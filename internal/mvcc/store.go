@@ -55,6 +55,10 @@ type Store struct {
 	// keep lists the revisions that the last compaction must leave in
 	// the store; nil once the physical compaction is done.
 	keep map[Revision]struct{}
+	// leased maps each live key whose latest value has a lease to that
+	// lease, as of the last write applied (published or not): a put
+	// learns the lease it replaces without reading the old record.
+	leased map[string]int64
 
 	// bytes is the size of the records the store holds (keys and values
 	// of every revision not yet removed by compaction): the space the
@@ -70,7 +74,7 @@ func (s *Store) Bytes() int64 { return s.bytes.Load() }
 // and reads the compaction state. The returned list of leased keys lets the
 // caller re-attach keys to leases.
 func Open(db *pebble.DB) (*Store, error) {
-	s := &Store{db: db, ix: newIndex(), compactRev: -1}
+	s := &Store{db: db, ix: newIndex(), compactRev: -1, leased: make(map[string]int64)}
 	if err := s.load(); err != nil {
 		return nil, err
 	}
@@ -81,12 +85,12 @@ func Open(db *pebble.DB) (*Store, error) {
 // were replaced wholesale (a snapshot from the leader was installed).
 // Readers see the old state until it returns, then the new one.
 func (s *Store) Reload() error {
-	n := &Store{db: s.db, ix: newIndex(), compactRev: -1}
+	n := &Store{db: s.db, ix: newIndex(), compactRev: -1, leased: make(map[string]int64)}
 	if err := n.load(); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.ix, s.rev, s.pendingRev, s.compactRev, s.keep = n.ix, n.rev, n.pendingRev, n.compactRev, n.keep
+	s.ix, s.rev, s.pendingRev, s.compactRev, s.keep, s.leased = n.ix, n.rev, n.pendingRev, n.compactRev, n.keep, n.leased
 	s.bytes.Store(n.bytes.Load())
 	s.mu.Unlock()
 	return nil
@@ -120,12 +124,14 @@ func (s *Store) load() error {
 		h := s.ix.getOrCreate(kv.Key)
 		r := Revision{main, sub}
 		if tomb {
-			if h.live() {
-				h.tombstone(r)
-			}
+			// A key that is not live here had its earlier records
+			// compacted away: the tombstone kept at the compaction
+			// revision is then a generation of its own.
+			h.tombstone(r)
 		} else {
 			h.restore(r, kv.CreateRevision, kv.Version)
 		}
+		s.setLeaseLocked(kv.Key, kv.Lease, tomb)
 		if main > s.rev {
 			s.rev = main
 		}
@@ -318,28 +324,36 @@ func (s *Store) Events(from, to int64, fn func(ev *mvccpb.Event) bool) error {
 	return nil
 }
 
-// LeasedKeys calls fn for every live key attached to a lease.
+// LeasedKeys calls fn for every live key attached to a lease, in key
+// order, as of the last write applied. The server calls it when no write
+// is in flight (at start, after installing a snapshot).
 func (s *Store) LeasedKeys(fn func(key []byte, lease int64)) error {
 	s.mu.RLock()
-	cur := s.rev
-	var revs []Revision
-	s.ix.ascend([]byte{}, []byte{}, func(h *keyHistory) bool {
-		if mod, _, _, ok := h.at(cur); ok {
-			revs = append(revs, mod)
-		}
-		return true
-	})
-	s.mu.RUnlock()
-	kvs, err := fetch(s.db, revs)
-	if err != nil {
-		return err
+	keys := make([]string, 0, len(s.leased))
+	for k := range s.leased {
+		keys = append(keys, k)
 	}
-	for _, kv := range kvs {
-		if kv.Lease != 0 {
-			fn(kv.Key, kv.Lease)
-		}
+	leases := make([]int64, len(keys))
+	sort.Strings(keys)
+	for i, k := range keys {
+		leases[i] = s.leased[k]
+	}
+	s.mu.RUnlock()
+	for i, k := range keys {
+		fn([]byte(k), leases[i])
 	}
 	return nil
+}
+
+// setLeaseLocked records the lease of key's latest change.
+func (s *Store) setLeaseLocked(key []byte, lease int64, tomb bool) {
+	if tomb || lease == 0 {
+		if len(s.leased) > 0 {
+			delete(s.leased, string(key))
+		}
+		return
+	}
+	s.leased[string(key)] = lease
 }
 
 // HashKV hashes the store's records up to rev (0 = latest) that a read at

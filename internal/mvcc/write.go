@@ -2,7 +2,6 @@ package mvcc
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -62,26 +61,24 @@ func (w *Write) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	return res, err
 }
 
-// Put sets key to value with lease. It returns the key-value it replaced
-// (nil if the key did not exist).
-func (w *Write) Put(key, value []byte, lease int64) (prev *mvccpb.KeyValue, err error) {
+// Put sets key to value with lease. It returns the lease of the value it
+// replaced (0 if none, or if the key did not exist); the value itself is
+// not read (a caller that needs it reads it first with Range).
+func (w *Write) Put(key, value []byte, lease int64) (prevLease int64, err error) {
 	rev := Revision{w.rev(), w.sub}
 	w.s.mu.RLock()
 	h := w.s.ix.get(key)
-	var prevRev, created Revision
+	var created Revision
 	var ver int64
 	ok := false
 	if h != nil {
-		prevRev, created, ver, ok = h.at(w.Rev())
+		_, created, ver, ok = h.at(w.Rev())
+	}
+	if ok {
+		prevLease = w.s.leased[string(key)]
 	}
 	w.s.mu.RUnlock()
-	if ok {
-		kvs, err := fetch(w.b, []Revision{prevRev})
-		if err != nil {
-			return nil, fmt.Errorf("reading previous value of %q: %w", key, err)
-		}
-		prev = kvs[0]
-	} else {
+	if !ok {
 		created = rev
 		ver = 0
 	}
@@ -94,14 +91,15 @@ func (w *Write) Put(key, value []byte, lease int64) (prev *mvccpb.KeyValue, err 
 		Lease:          lease,
 	}
 	if err := w.writeRecord(rev, false, kv); err != nil {
-		return nil, err
+		return 0, err
 	}
 	w.s.mu.Lock()
 	w.s.ix.getOrCreate(key).put(rev)
+	w.s.setLeaseLocked(key, lease, false)
 	w.s.mu.Unlock()
 	w.sub++
 	w.events = append(w.events, &mvccpb.Event{Type: mvccpb.Event_PUT, Kv: kv})
-	return prev, nil
+	return prevLease, nil
 }
 
 // DeleteRange deletes the keys in [key, end) (same conventions as Range)
@@ -119,6 +117,7 @@ func (w *Write) DeleteRange(key, end []byte) ([]*mvccpb.KeyValue, error) {
 		}
 		w.s.mu.Lock()
 		w.s.ix.getOrCreate(kv.Key).tombstone(rev)
+		w.s.setLeaseLocked(kv.Key, 0, true)
 		w.s.mu.Unlock()
 		w.sub++
 		w.events = append(w.events, &mvccpb.Event{
