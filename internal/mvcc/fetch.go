@@ -44,7 +44,7 @@ func fetch(r pebble.Reader, revs []Revision) ([]*mvccpb.KeyValue, error) {
 			if err != nil {
 				return nil, err
 			}
-			err = decodeKV(a.copy(v), kvs[i])
+			err = decodeKV(a.copy(v, len(revs)-i), kvs[i])
 			closer.Close()
 			if err != nil {
 				return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, rv.Main, rv.Sub, err)
@@ -88,7 +88,7 @@ func fetch(r pebble.Reader, revs []Revision) ([]*mvccpb.KeyValue, error) {
 		rv := revs[i]
 		if n > 0 && rv == revs[order[n-1]] {
 			// The same record again: the iterator is on it.
-			if err := decodeKV(a.copy(it.Value()), kvs[i]); err != nil {
+			if err := decodeKV(a.copy(it.Value(), len(revs)-n), kvs[i]); err != nil {
 				return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, rv.Main, rv.Sub, err)
 			}
 			continue
@@ -109,7 +109,7 @@ func fetch(r pebble.Reader, revs []Revision) ([]*mvccpb.KeyValue, error) {
 			}
 			return nil, ErrKeyNotFound
 		}
-		if err := decodeKV(a.copy(it.Value()), kvs[i]); err != nil {
+		if err := decodeKV(a.copy(it.Value(), len(revs)-n), kvs[i]); err != nil {
 			return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, rv.Main, rv.Sub, err)
 		}
 	}
@@ -122,11 +122,13 @@ type arena struct{ buf []byte }
 
 const arenaChunk = 32 << 10
 
-func (a *arena) copy(b []byte) []byte {
+// copy returns a copy of b; left is the number of records still to copy,
+// this one included, so that a few records get a buffer of their size.
+func (a *arena) copy(b []byte, left int) []byte {
 	if len(b) > cap(a.buf)-len(a.buf) {
-		n := arenaChunk
-		if len(b) > n/4 {
-			n = len(b) // a large record gets a buffer of its own
+		n := len(b) * left
+		if n > arenaChunk || n < 0 {
+			n = max(arenaChunk, len(b))
 		}
 		a.buf = make([]byte, 0, n)
 	}
