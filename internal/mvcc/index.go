@@ -107,28 +107,36 @@ func (h *keyHistory) at(atRev int64) (mod, created Revision, ver int64, ok bool)
 // whether the key has no history left.
 func (h *keyHistory) compact(atRev int64, keep map[Revision]struct{}) (empty bool) {
 	// Find the first generation that still matters: the one holding the
-	// last change at or before atRev, unless that change is a tombstone.
+	// last change at or before atRev, unless that change is a tombstone
+	// below atRev. A tombstone at atRev itself stays (as etcd keeps it
+	// since 3.5.15): a watch from the compaction revision must still get
+	// that delete.
 	gi := 0
 	for gi < len(h.generations)-1 {
 		g := &h.generations[gi]
-		tomb := g.revs[len(g.revs)-1]
-		if tomb.Main > atRev {
+		if g.revs[len(g.revs)-1].Main >= atRev {
 			break
 		}
-		gi++ // the whole generation ended by atRev
+		gi++ // the whole generation ended before atRev
 	}
 	h.generations = h.generations[gi:]
-	g := &h.generations[0]
-	// Drop changes before the last one at or before atRev.
-	j := -1
-	for k, r := range g.revs {
-		if r.Main <= atRev {
-			j = k
-		} else {
+	// In each generation that has changes at or before atRev, drop those
+	// before the last of them and keep that one. Only the first can, and
+	// the ones after a tombstone at atRev itself (a delete and a put of
+	// the key in the revision atRev).
+	for i := range h.generations {
+		g := &h.generations[i]
+		j := -1
+		for k, r := range g.revs {
+			if r.Main <= atRev {
+				j = k
+			} else {
+				break
+			}
+		}
+		if j < 0 {
 			break
 		}
-	}
-	if j >= 0 {
 		keep[g.revs[j]] = struct{}{}
 		if j > 0 {
 			g.revs = append(g.revs[:0:0], g.revs[j:]...)
