@@ -58,6 +58,10 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 		grpc.MaxRecvMsgSize(int(cfg.MaxRequestBytes)+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(maxStreams(cfg.MaxConcurrentStreams)),
+		// Each connection's write buffer goes back to a shared pool
+		// after every flush instead of staying allocated while the
+		// connection is idle between responses.
+		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepAliveMinTime, PermitWithoutStream: false}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.GRPCKeepAliveInterval, Timeout: cfg.GRPCKeepAliveTimeout}),
 	)
