@@ -206,11 +206,26 @@ func Start(cfg Config) (*Node, error) {
 			n.snapshot = cfg.Applied
 		}
 		n.node = raft.RestartNode(rc)
+		// The only voter is a quorum by itself: it campaigns at once
+		// instead of waiting out an election timeout (1-2 s by default)
+		// before it can serve. This is an election that comes early,
+		// nothing more; raft refuses it while conf changes are pending.
+		if _, cs, err := rc.Storage.InitialState(); err == nil && soleVoter(cs, cfg.ID) {
+			if err := n.node.Campaign(context.Background()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	n.term.Store(st.HardState.GetTerm())
 	n.prevHS = st.HardState
 	go n.run()
 	return n, nil
+}
+
+// soleVoter reports whether id is the only voter of cs (learners aside).
+func soleVoter(cs *raftpb.ConfState, id uint64) bool {
+	v := cs.GetVoters()
+	return len(v) == 1 && v[0] == id && len(cs.GetVotersOutgoing()) == 0
 }
 
 // restartStorage is the in-memory log, except that at start raft reads

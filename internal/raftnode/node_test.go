@@ -24,10 +24,15 @@ type member struct {
 
 func start(t *testing.T, eng *storage.Engine, applied uint64, cs *raftpb.ConfState, snapCount uint64) *member {
 	t.Helper()
+	return startTicking(t, eng, applied, cs, snapCount, time.Millisecond)
+}
+
+func startTicking(t *testing.T, eng *storage.Engine, applied uint64, cs *raftpb.ConfState, snapCount uint64, tick time.Duration) *member {
+	t.Helper()
 	n, err := Start(Config{
 		ID:             1,
 		Peers:          []raft.Peer{{ID: 1}},
-		TickInterval:   time.Millisecond,
+		TickInterval:   tick,
 		ElectionTicks:  10,
 		HeartbeatTicks: 1,
 		SnapshotCount:  snapCount,
@@ -128,6 +133,36 @@ func TestSingleMemberCommitsAndRestarts(t *testing.T) {
 		t.Fatalf("restarted member is %v, want leader", st.RaftState)
 	}
 	eng.Close()
+}
+
+// TestSoleVoterCampaignsAtRestart restarts a single member whose clock
+// never ticks: it can only become leader by campaigning at start, without
+// waiting for an election timeout.
+func TestSoleVoterCampaignsAtRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	eng, err := storage.Open("/data", storage.Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	m := start(t, eng, 0, nil, 1000)
+	m.propose("a")
+	ea := m.waitData("a")
+	cs := m.cs
+	m.n.Stop()
+	<-m.n.Done()
+
+	m2 := startTicking(t, eng, ea.GetIndex(), cs, 1000, time.Hour)
+	defer m2.n.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for m2.n.Lead() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted sole voter is %v with no ticks, want leader", m2.n.Status().RaftState)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	m2.propose("b")
+	m2.waitData("b")
 }
 
 func TestSnapshotTruncatesLog(t *testing.T) {
