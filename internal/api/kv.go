@@ -2,10 +2,12 @@ package api
 
 import (
 	"context"
+	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/cairn-kv/cairn/internal/apply"
+	"github.com/cairn-kv/cairn/internal/mvcc"
 )
 
 // KVServer serves the KV service.
@@ -66,10 +68,16 @@ func (s *KVServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 }
 
 // Txn runs a transaction through Raft: compares and operations see one
-// consistent state, and all its changes share one revision.
+// consistent state, and all its changes share one revision. A txn that
+// cannot change anything is served like a range instead: from the local
+// store after a ReadIndex (without one if all its ranges are
+// serializable), its compares and ranges read at one revision.
 func (s *KVServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if err := checkTxn(r, s.limits.MaxTxnOps); err != nil {
 		return nil, err
+	}
+	if apply.ReadOnlyTxn(r) {
+		return s.readTxn(ctx, r)
 	}
 	resp, err := s.b.Propose(ctx, &pb.InternalRaftRequest{Txn: r})
 	if err != nil {
@@ -78,6 +86,31 @@ func (s *KVServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	out := resp.(*pb.TxnResponse)
 	fillHeader(out.Header, s.b.Header()) // inner responses carry only the revision, as in etcd
 	return out, nil
+}
+
+// readTxn serves a read-only txn from the local store.
+func (s *KVServer) readTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if !apply.SerializableTxn(r) {
+		if err := s.b.LinearizableRead(ctx); err != nil {
+			return nil, toGRPC(err)
+		}
+	}
+	kv := s.b.KV()
+	for attempt := 0; ; attempt++ {
+		v := kv.View()
+		resp, err := apply.ReadTxn(v, r, v.Rev())
+		// A compaction past the view's revision (writes and a
+		// compaction landed while the txn read): read again at the new
+		// revision, as the txn asked for none.
+		if errors.Is(err, mvcc.ErrCompacted) && attempt < 3 && kv.CompactRev() > v.Rev() {
+			continue
+		}
+		if err != nil {
+			return nil, toGRPC(err)
+		}
+		fillHeader(resp.Header, s.b.Header())
+		return resp, nil
+	}
 }
 
 // Compact compacts the history at a revision; with physical set it answers

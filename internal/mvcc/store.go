@@ -439,3 +439,35 @@ func (s *Store) compactIndexLocked(atRev int64) {
 func sortKVs(kvs []*mvccpb.KeyValue) {
 	sort.Slice(kvs, func(i, j int) bool { return bytes.Compare(kvs[i].Key, kvs[j].Key) < 0 })
 }
+
+// View is a read-only view of the store at one revision: every Range
+// without an explicit revision reads at it, so several reads (a read-only
+// txn's compares and ranges) see one consistent state.
+type View struct {
+	s   *Store
+	rev int64
+}
+
+// View returns a view at the published revision.
+func (s *Store) View() *View { return &View{s: s, rev: s.Rev()} }
+
+// Rev is the view's revision.
+func (v *View) Rev() int64 { return v.rev }
+
+// Range reads as Store.Range does, at the view's revision unless o.Rev
+// names one (which must not be past the view's). The result's Rev is the
+// view's revision.
+func (v *View) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
+	if o.Rev > v.rev {
+		return nil, ErrFutureRev
+	}
+	if o.Rev <= 0 {
+		o.Rev = v.rev
+	}
+	res, err := v.s.Range(key, end, o)
+	if err != nil {
+		return nil, err
+	}
+	res.Rev = v.rev
+	return res, nil
+}
