@@ -44,8 +44,20 @@ func (s *Server) Propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.
 	if err != nil && resp == nil && isProposalFailure(err) {
 		s.metrics.proposalsFail.Inc()
 	}
+	if err == nil && (r.Put != nil || r.DeleteRange != nil || r.Txn != nil) {
+		// Watchers of the keys get the events no later than the writer
+		// gets its answer (the wait is bounded, and only for streams
+		// that keep up).
+		if h, ok := resp.(interface{ GetHeader() *pb.ResponseHeader }); ok && s.hub != nil {
+			s.hub.WaitDelivered(ctx, h.GetHeader().GetRevision(), watchDeliveryWait)
+		}
+	}
 	return resp, err
 }
+
+// watchDeliveryWait bounds how long a write's answer waits for watch
+// streams to take its events.
+const watchDeliveryWait = 10 * time.Millisecond
 
 // isProposalFailure tells a proposal that did not commit (timeout, stop,
 // dropped) from one that applied with an error for the client.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -126,6 +127,12 @@ type Hub struct {
 	progressWaiting map[*Stream]struct{}
 	// failed: the last catch-up read failed; retry after RetryDelay.
 	failed bool
+	// pending counts, per Notify revision, the streams handed events then
+	// that have not taken them yet; delivered is closed when a count
+	// drops to zero (see deliver.go).
+	pending    map[int64]int
+	pendingMax atomic.Int64
+	delivered  chan struct{}
 
 	wake chan struct{}
 	stop chan struct{}
@@ -271,6 +278,7 @@ func (h *Hub) Notify(rev int64, events []*mvccpb.Event) {
 		w.next = max(w.next, rev+1)
 		w.quiet = false
 		s.push(&Response{WatchID: w.id, Revision: rev, Events: evs, Fragment: w.fragment, prevKV: w.prevKV, size: eventsSize(evs)})
+		h.markPendingLocked(s, rev)
 	}
 	for s := range h.progressWaiting {
 		h.tryProgress(s)

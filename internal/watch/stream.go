@@ -60,6 +60,9 @@ type Stream struct {
 	unsynced       int  // watchers of this stream in the unsynced set
 	progressWanted bool // a RequestProgress is waiting
 	closed         bool
+	// since is the Notify revision of the oldest events queued and not
+	// yet taken by Pop, 0 if none (see deliver.go).
+	since int64
 }
 
 // NewStream opens a stream on the hub.
@@ -78,6 +81,7 @@ func (s *Stream) Pop() []*Response {
 	h.mu.Lock()
 	q := s.queue
 	s.queue, s.queueBytes = nil, 0
+	h.clearPendingLocked(s)
 	if s.unsynced > 0 {
 		h.wakeCatchup()
 	}
@@ -264,6 +268,7 @@ func (s *Stream) Close() {
 		delete(s.watchers, id)
 	}
 	s.queue, s.queueBytes = nil, 0
+	h.clearPendingLocked(s)
 	s.progressWanted = false
 	delete(h.progressWaiting, s)
 }
