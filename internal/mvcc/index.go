@@ -165,6 +165,22 @@ func (ix *index) get(key []byte) *keyHistory {
 	return h
 }
 
+// getWith is get with a caller-owned lookup item, so the lookup does not
+// allocate one.
+func (ix *index) getWith(pivot *keyHistory, key []byte) *keyHistory {
+	pivot.key = key
+	h, _ := ix.tree.Get(pivot)
+	pivot.key = nil
+	return h
+}
+
+// insert adds a history for key, which must not be in the index.
+func (ix *index) insert(key []byte) *keyHistory {
+	h := newKeyHistory(append([]byte(nil), key...))
+	ix.tree.ReplaceOrInsert(h)
+	return h
+}
+
 func (ix *index) getOrCreate(key []byte) *keyHistory {
 	if h := ix.get(key); h != nil {
 		return h

@@ -60,6 +60,12 @@ type Store struct {
 	// learns the lease it replaces without reading the old record.
 	leased map[string]int64
 
+	// Used only by the one goroutine that writes (see Write): a lookup
+	// key for the index and the buffer records are encoded in before
+	// the batch copies them.
+	wpivot  keyHistory
+	scratch []byte
+
 	// bytes is the size of the records the store holds (keys and values
 	// of every revision not yet removed by compaction): the space the
 	// quota counts.

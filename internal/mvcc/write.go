@@ -67,7 +67,7 @@ func (w *Write) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 func (w *Write) Put(key, value []byte, lease int64) (prevLease int64, err error) {
 	rev := Revision{w.rev(), w.sub}
 	w.s.mu.RLock()
-	h := w.s.ix.get(key)
+	h := w.s.ix.getWith(&w.s.wpivot, key)
 	var created Revision
 	var ver int64
 	ok := false
@@ -94,7 +94,12 @@ func (w *Write) Put(key, value []byte, lease int64) (prevLease int64, err error)
 		return 0, err
 	}
 	w.s.mu.Lock()
-	w.s.ix.getOrCreate(key).put(rev)
+	// Only this goroutine changes the index: h is still the key's
+	// history, and a key without one still has none.
+	if h == nil {
+		h = w.s.ix.insert(key)
+	}
+	h.put(rev)
 	w.s.setLeaseLocked(key, lease, false)
 	w.s.mu.Unlock()
 	w.sub++
@@ -128,8 +133,15 @@ func (w *Write) DeleteRange(key, end []byte) ([]*mvccpb.KeyValue, error) {
 	return res.KVs, nil
 }
 
+// maxScratch is the largest encoding buffer kept between records.
+const maxScratch = 64 << 10
+
 func (w *Write) writeRecord(rev Revision, tomb bool, kv *mvccpb.KeyValue) error {
-	v := encodeKV(make([]byte, 0, sizeKV(kv)), kv)
+	// The batch copies the record: encode it in the writer's buffer.
+	v := encodeKV(w.s.scratch[:0], kv)
+	if cap(v) <= maxScratch {
+		w.s.scratch = v[:0]
+	}
 	k := storage.KVKey(rev.Main, rev.Sub, tomb)
 	w.s.bytes.Add(int64(len(k) + len(v)))
 	return w.b.Set(k, v, nil)
