@@ -100,7 +100,7 @@ func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (pr
 	if p.maxSize > 0 && len(data) > p.maxSize {
 		return nil, ErrTooLarge
 	}
-	ch := make(chan Result, 1)
+	ch := resultChans.Get().(chan Result)
 	p.mu.Lock()
 	p.waits[id] = ch
 	p.mu.Unlock()
@@ -110,12 +110,19 @@ func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (pr
 	}
 	select {
 	case r := <-ch:
+		// Trigger sent the one result this channel gets: it can serve
+		// another proposal. (A channel given up below may still get a
+		// result; it is left to the collector.)
+		resultChans.Put(ch)
 		return r.Resp, r.Err
 	case <-ctx.Done():
 		p.forget(id)
 		return nil, p.ctxErr(ctx, ctx.Err())
 	}
 }
+
+// resultChans recycles the channels proposals wait on.
+var resultChans = sync.Pool{New: func() any { return make(chan Result, 1) }}
 
 func (p *Proposer) ctxErr(ctx context.Context, err error) error {
 	switch {
