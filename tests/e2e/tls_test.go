@@ -3,17 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,95 +17,13 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/internal/testca"
 )
 
 // TLS end to end: members started with etcd's TLS flags, certificates
 // made in the test (an in-test CA, files in t.TempDir()), driven by
 // etcdctl --cacert/--cert/--key and by clientv3.
-
-type e2eCA struct {
-	dir  string
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-	file string // ca.pem
-}
-
-func newE2ECA(t *testing.T, name string) *e2eCA {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &e2eCA{dir: dir, cert: cert, key: key, pool: x509.NewCertPool(), file: filepath.Join(dir, "ca.pem")}
-	ca.pool.AddCert(cert)
-	writePEM(t, ca.file, "CERTIFICATE", der)
-	return ca
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// issue writes <name>.pem and <name>-key.pem, a certificate for 127.0.0.1
-// and localhost usable for serving and as a client certificate.
-func (ca *e2eCA) issue(t *testing.T, name string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(ca.dir, name+".pem"), filepath.Join(ca.dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", kb)
-	return certFile, keyFile
-}
-
-func (ca *e2eCA) clientTLS(t *testing.T, certFile, keyFile string) *tls.Config {
-	t.Helper()
-	cfg := &tls.Config{RootCAs: ca.pool}
-	if certFile != "" {
-		c, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Certificates = []tls.Certificate{c}
-	}
-	return cfg
-}
 
 // tlsProc is a server process started by these tests with its own URLs.
 type tlsProc struct {
@@ -198,11 +108,11 @@ func ctlTLS(endpoint string, tlsArgs []string, args ...string) (string, string, 
 // work over the TLS port.
 func TestTLSClientCertAuth(t *testing.T) {
 	requireEtcdctl(t)
-	ca := newE2ECA(t, "ca")
-	srvCert, srvKey := ca.issue(t, "server")
-	cliCert, cliKey := ca.issue(t, "client")
-	other := newE2ECA(t, "other")
-	badCert, badKey := other.issue(t, "intruder")
+	ca := testca.New(t, "ca")
+	srvCert, srvKey := ca.Issue(t, "server")
+	cliCert, cliKey := ca.Issue(t, "client")
+	other := testca.New(t, "other")
+	badCert, badKey := other.Issue(t, "intruder")
 
 	addr, peer := freeLoopbackAddr(t), freeLoopbackAddr(t)
 	curl := "https://" + addr
@@ -211,12 +121,12 @@ func TestTLSClientCertAuth(t *testing.T) {
 		"--listen-client-urls="+curl, "--advertise-client-urls="+curl,
 		"--listen-peer-urls=http://"+peer, "--initial-advertise-peer-urls=http://"+peer,
 		"--initial-cluster=m0=http://"+peer,
-		"--cert-file="+srvCert, "--key-file="+srvKey, "--client-cert-auth", "--trusted-ca-file="+ca.file)
-	good := ca.clientTLS(t, cliCert, cliKey)
+		"--cert-file="+srvCert, "--key-file="+srvKey, "--client-cert-auth", "--trusted-ca-file="+ca.File)
+	good := ca.ClientTLS(t, cliCert, cliKey)
 	cli := tlsClient(t, []string{curl}, good)
 	p.waitGet(cli)
 
-	withCert := []string{"--cacert=" + ca.file, "--cert=" + cliCert, "--key=" + cliKey}
+	withCert := []string{"--cacert=" + ca.File, "--cert=" + cliCert, "--key=" + cliKey}
 	if _, stderr, err := ctlTLS(curl, withCert, "put", "foo", "bar"); err != nil {
 		t.Fatalf("etcdctl put with a client certificate: %v\n%s", err, stderr)
 	}
@@ -231,9 +141,9 @@ func TestTLSClientCertAuth(t *testing.T) {
 	// No client certificate, a certificate from another CA, or plaintext:
 	// nothing.
 	for name, args := range map[string][]string{
-		"no cert":    {"--cacert=" + ca.file},
-		"other CA":   {"--cacert=" + ca.file, "--cert=" + badCert, "--key=" + badKey},
-		"wrong root": {"--cacert=" + other.file, "--cert=" + cliCert, "--key=" + cliKey},
+		"no cert":    {"--cacert=" + ca.File},
+		"other CA":   {"--cacert=" + ca.File, "--cert=" + badCert, "--key=" + badKey},
+		"wrong root": {"--cacert=" + other.File, "--cert=" + cliCert, "--key=" + cliKey},
 	} {
 		if out, _, err := ctlTLS(curl, append(args, "--dial-timeout=2s", "--command-timeout=3s"), "get", "foo"); err == nil {
 			t.Errorf("etcdctl %s: served %q", name, out)
@@ -265,7 +175,7 @@ func TestTLSClientCertAuth(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"value":"YmFy"`) {
 		t.Fatalf("gateway range = %d %s", resp.StatusCode, body)
 	}
-	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.clientTLS(t, "", "")}, Timeout: waitTimeout}
+	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS(t, "", "")}, Timeout: waitTimeout}
 	defer noCert.CloseIdleConnections()
 	if _, err := noCert.Get(curl + "/health"); err == nil {
 		t.Error("/health without a client certificate was served")
@@ -315,8 +225,8 @@ func TestTLSPeerCluster(t *testing.T) {
 		// cairn only.
 		t.Skip("peer TLS with in-test certificates not yet checked against etcd 3.4")
 	}
-	ca := newE2ECA(t, "ca")
-	other := newE2ECA(t, "other")
+	ca := testca.New(t, "ca")
+	other := testca.New(t, "other")
 	const n = 3
 	type addrs struct{ client, peer string }
 	var as []addrs
@@ -330,17 +240,17 @@ func TestTLSPeerCluster(t *testing.T) {
 	var endpoints []string
 	for i, a := range as {
 		name := fmt.Sprintf("m%d", i)
-		cert, key := ca.issue(t, name)
+		cert, key := ca.Issue(t, name)
 		procs = append(procs, startTLSProc(t, name,
 			"--name="+name, "--data-dir="+filepath.Join(t.TempDir(), name),
 			"--listen-client-urls=https://"+a.client, "--advertise-client-urls=https://"+a.client,
 			"--listen-peer-urls=https://"+a.peer, "--initial-advertise-peer-urls=https://"+a.peer,
 			"--initial-cluster="+strings.Join(ic, ","), "--initial-cluster-state=new", "--initial-cluster-token=tls-"+t.Name(),
-			"--cert-file="+cert, "--key-file="+key, "--trusted-ca-file="+ca.file,
-			"--peer-cert-file="+cert, "--peer-key-file="+key, "--peer-client-cert-auth", "--peer-trusted-ca-file="+ca.file))
+			"--cert-file="+cert, "--key-file="+key, "--trusted-ca-file="+ca.File,
+			"--peer-cert-file="+cert, "--peer-key-file="+key, "--peer-client-cert-auth", "--peer-trusted-ca-file="+ca.File))
 		endpoints = append(endpoints, "https://"+a.client)
 	}
-	clientCfg := ca.clientTLS(t, "", "")
+	clientCfg := ca.ClientTLS(t, "", "")
 	var wg sync.WaitGroup
 	clis := make([]*clientv3.Client, n)
 	for i := range procs {
@@ -381,10 +291,10 @@ func TestTLSPeerCluster(t *testing.T) {
 
 	// The peer port refuses anyone without a certificate from the CA.
 	peerURL := "https://" + as[0].peer + "/members"
-	badCert, badKey := other.issue(t, "intruder")
+	badCert, badKey := other.Issue(t, "intruder")
 	for name, cfg := range map[string]*tls.Config{
-		"no cert":  ca.clientTLS(t, "", ""),
-		"other CA": ca.clientTLS(t, badCert, badKey),
+		"no cert":  ca.ClientTLS(t, "", ""),
+		"other CA": ca.ClientTLS(t, badCert, badKey),
 	} {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: waitTimeout}
 		if resp, err := hc.Get(peerURL); err == nil {
@@ -393,8 +303,8 @@ func TestTLSPeerCluster(t *testing.T) {
 		}
 		hc.CloseIdleConnections()
 	}
-	goodCert, goodKey := ca.issue(t, "operator")
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.clientTLS(t, goodCert, goodKey)}, Timeout: waitTimeout}
+	goodCert, goodKey := ca.Issue(t, "operator")
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.ClientTLS(t, goodCert, goodKey)}, Timeout: waitTimeout}
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Get(peerURL)
 	if err != nil {
