@@ -46,6 +46,8 @@ func Range(r Reader, req *pb.RangeRequest) (*pb.RangeResponse, error) {
 	}
 	rr, err := r.Range(req.Key, RangeEnd(req.RangeEnd), mvcc.RangeOptions{
 		Rev: req.Revision, Limit: limit, Count: req.CountOnly,
+		// Keys only, unless sorted by value: no record needs reading.
+		KeysOnly: req.KeysOnly && req.SortTarget != pb.RangeRequest_VALUE,
 	})
 	if err != nil {
 		return nil, err

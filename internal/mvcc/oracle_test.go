@@ -613,6 +613,20 @@ func checkStore(t *testing.T, when string, m *model, mb *member, rng *rand.Rand)
 			if d := diffKVs(res.KVs, wantKVs); d != "" {
 				fail("Range(%v, rev %d, limit %d): %s", r, rev, limit, d)
 			}
+			kres, err := s.Range(r.key, r.end, mvcc.RangeOptions{Rev: rev, Limit: limit, KeysOnly: true})
+			if err != nil {
+				fail("Range(%v, rev %d, keys only): %v", r, rev, err)
+			}
+			wantKeys := make([]*mvccpb.KeyValue, len(wantKVs))
+			for i, kv := range wantKVs {
+				wantKeys[i] = &mvccpb.KeyValue{Key: kv.Key, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version}
+			}
+			if kres.Rev != m.rev || kres.Count != len(want) {
+				fail("Range(%v, rev %d, keys only): Rev %d Count %d, want %d %d", r, rev, kres.Rev, kres.Count, m.rev, len(want))
+			}
+			if d := diffKVs(kres.KVs, wantKeys); d != "" {
+				fail("Range(%v, rev %d, limit %d, keys only): %s", r, rev, limit, d)
+			}
 			cres, err := s.Range(r.key, r.end, mvcc.RangeOptions{Rev: rev, Count: true})
 			if err != nil {
 				fail("Range(%v, rev %d, count): %v", r, rev, err)

@@ -212,6 +212,9 @@ type RangeOptions struct {
 	Rev   int64 // 0 means the latest
 	Limit int64 // 0 means no limit
 	Count bool  // count only, no key-values
+	// KeysOnly returns key-values without value and lease, made from
+	// the index alone: no record is read.
+	KeysOnly bool
 }
 
 // RangeResult is what a range finds.
@@ -226,6 +229,14 @@ type RangeResult struct {
 func (s *Store) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	s.mu.RLock()
 	cur := s.rev
+	if o.KeysOnly && !o.Count {
+		kvs, count, err := s.keysLocked(key, end, o, cur)
+		s.mu.RUnlock()
+		if err != nil {
+			return nil, err
+		}
+		return &RangeResult{Rev: cur, Count: count, KVs: kvs}, nil
+	}
 	revs, count, err := s.lookupLocked(key, end, o, cur)
 	s.mu.RUnlock()
 	if err != nil {
@@ -269,6 +280,46 @@ func (s *Store) lookupLocked(key, end []byte, o RangeOptions, cur int64) ([]Revi
 		return true
 	})
 	return revs, count, nil
+}
+
+// keysLocked is lookupLocked for a keys-only range: the key-values come
+// from the index (key, create and mod revisions, version).
+func (s *Store) keysLocked(key, end []byte, o RangeOptions, cur int64) ([]*mvccpb.KeyValue, int, error) {
+	rev := o.Rev
+	if rev > cur {
+		return nil, 0, ErrFutureRev
+	}
+	if rev <= 0 {
+		rev = cur
+	}
+	if rev < s.compactRev {
+		return nil, 0, ErrCompacted
+	}
+	kvs := []*mvccpb.KeyValue{}
+	var slab []mvccpb.KeyValue
+	var a arena
+	count := 0
+	s.ix.ascend(key, end, func(h *keyHistory) bool {
+		mod, created, ver, ok := h.at(rev)
+		if !ok {
+			return true
+		}
+		count++
+		if o.Limit > 0 && int64(len(kvs)) >= o.Limit {
+			return true
+		}
+		if len(slab) == 0 {
+			slab = make([]mvccpb.KeyValue, 64)
+		}
+		kv := &slab[0]
+		slab = slab[1:]
+		// A copy: the index's key must not be reachable by callers.
+		kv.Key = a.copy(h.key, 64)
+		kv.CreateRevision, kv.ModRevision, kv.Version = created.Main, mod.Main, ver
+		kvs = append(kvs, kv)
+		return true
+	})
+	return kvs, count, nil
 }
 
 // Get returns key's value as of rev, or nil if it did not exist then.

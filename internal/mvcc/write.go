@@ -45,6 +45,14 @@ func (w *Write) Rev() int64 {
 func (w *Write) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	cur := w.Rev()
 	w.s.mu.RLock()
+	if o.KeysOnly && !o.Count {
+		kvs, count, err := w.s.keysLocked(key, end, o, cur)
+		w.s.mu.RUnlock()
+		if err != nil {
+			return nil, err
+		}
+		return &RangeResult{Rev: cur, Count: count, KVs: kvs}, nil
+	}
 	revs, count, err := w.s.lookupLocked(key, end, o, cur)
 	w.s.mu.RUnlock()
 	if err != nil {
