@@ -55,6 +55,7 @@ type PeerNet struct {
 	fronts   map[string]*front // receiver name -> front
 	links    map[linkKey]*proxy.Proxy
 	isolated map[string]uint64 // isolated member name -> its member ID
+	degraded map[string]degradation
 	conns    map[net.Conn]struct{}
 	closed   bool
 	wg       sync.WaitGroup
@@ -81,6 +82,7 @@ func NewPeerNet(t testing.TB) *PeerNet {
 		fronts:   map[string]*front{},
 		links:    map[linkKey]*proxy.Proxy{},
 		isolated: map[string]uint64{},
+		degraded: map[string]degradation{},
 		conns:    map[net.Conn]struct{}{},
 	}
 	t.Cleanup(n.Close)
@@ -115,13 +117,44 @@ func (n *PeerNet) Isolate(name string, id uint64) {
 	n.applyLocked()
 }
 
-// Heal ends every isolation. Connections that lost data stay silent (see
-// package proxy) until the members replace them.
+// degradation is a slow or lossy member: every link from or to it.
+type degradation struct {
+	id    uint64
+	delay time.Duration
+	drop  float64
+}
+
+// Degrade makes every link from the member with this ID and every link to
+// the member with this name slow (each chunk held for delay) and lossy
+// (each chunk's connection cut with probability drop), until Heal.
+func (n *PeerNet) Degrade(name string, id uint64, delay time.Duration, drop float64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.degraded[name] = degradation{id: id, delay: delay, drop: drop}
+	n.applyLocked()
+}
+
+// Heal ends every isolation and degradation. Connections that lost data
+// stay silent (see package proxy) until the members replace them.
 func (n *PeerNet) Heal() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.isolated = map[string]uint64{}
+	n.degraded = map[string]degradation{}
 	n.applyLocked()
+}
+
+// degradationLocked is the fault of link k when it is degraded.
+func (n *PeerNet) degradationLocked(k linkKey) (degradation, bool) {
+	if d, ok := n.degraded[k.to]; ok {
+		return d, true
+	}
+	for _, d := range n.degraded {
+		if d.id != 0 && d.id == k.from {
+			return d, true
+		}
+	}
+	return degradation{}, false
 }
 
 // blockedLocked reports whether the link k is cut.
@@ -139,11 +172,19 @@ func (n *PeerNet) blockedLocked(k linkKey) bool {
 
 func (n *PeerNet) applyLocked() {
 	for k, p := range n.links {
-		if n.blockedLocked(k) {
-			p.Blackhole()
-		} else {
-			p.Heal()
-		}
+		n.applyLinkLocked(k, p)
+	}
+}
+
+func (n *PeerNet) applyLinkLocked(k linkKey, p *proxy.Proxy) {
+	if n.blockedLocked(k) {
+		p.Blackhole()
+		return
+	}
+	p.Heal()
+	if d, ok := n.degradationLocked(k); ok {
+		p.Delay(d.delay)
+		p.DropFraction(d.drop)
 	}
 }
 
@@ -179,9 +220,7 @@ func (n *PeerNet) link(k linkKey, target string) (*proxy.Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.blockedLocked(k) {
-		p.Blackhole()
-	}
+	n.applyLinkLocked(k, p)
 	n.links[k] = p
 	return p, nil
 }
@@ -410,8 +449,14 @@ func StartAll(t testing.TB, ms []*Member, initialCluster string) {
 // Isolate cuts m off from every other member, both ways.
 func (fc *FaultCluster) Isolate(m *Member) { fc.Net.Isolate(m.cfg.Name, m.MemberID) }
 
-// Heal ends every partition.
+// Heal ends every partition and degradation.
 func (fc *FaultCluster) Heal() { fc.Net.Heal() }
+
+// Degrade makes every peer link of m slow and lossy until Heal (see
+// PeerNet.Degrade).
+func (fc *FaultCluster) Degrade(m *Member, delay time.Duration, drop float64) {
+	fc.Net.Degrade(m.cfg.Name, m.MemberID, delay, drop)
+}
 
 // Others returns the members other than m.
 func Others(ms []*Member, m *Member) []*Member {

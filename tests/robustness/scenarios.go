@@ -58,6 +58,9 @@ func Scenarios() []*Scenario {
 		{Name: "stutter-leader", Members: 3, Fault: Fault{"SIGSTOP/SIGCONT the leader in bursts of 50-1500ms (slow, delayed member)", stutter(pickLeader)}},
 		{Name: "blackhole-leader", Members: 3, Net: true, Fault: Fault{"black-hole every peer link of the leader until a new leader, heal", blackhole(pickLeader, false)}},
 		{Name: "blackhole-follower", Members: 3, Net: true, Fault: Fault{"black-hole every peer link of a follower under load, heal", blackhole(pickFollower, false)}},
+		{Name: "delay-leader", Members: 3, Net: true, Fault: Fault{"every peer link of the leader 60 ms slow under load, heal", degrade(pickLeader, 60*time.Millisecond, 0)}},
+		{Name: "drop-leader", Members: 3, Net: true, Fault: Fault{"every peer link of the leader lossy (5% of chunks cut their connection) under load, heal", degrade(pickLeader, 0, 0.05)}},
+		{Name: "drop-follower", Members: 3, Net: true, Fault: Fault{"every peer link of a follower slow (50 ms) and lossy (10%) under load, heal", degrade(pickFollower, 50*time.Millisecond, 0.10)}},
 		{Name: "flap-leader", Members: 3, Net: true, Fault: Fault{"isolate and heal the leader's peer links six times, each cut a seeded 100-1500 ms (lossy, flapping link)", flap(pickLeader)}},
 		{Name: "blackhole-follower-snapshot", Members: 3, Net: true, Flags: snapshotFlags,
 			Fault: Fault{"black-hole a follower until the leader compacted past it, heal: it catches up by snapshot", blackhole(pickFollower, true)}},
@@ -295,6 +298,21 @@ func waitFailures(e *Env, n int) {
 	defer tick.Stop()
 	for count() < want && time.Now().Before(deadline) {
 		<-tick.C
+	}
+}
+
+// degrade makes every peer link of the member picked first slow (each
+// chunk held for delay) and lossy (each chunk's connection cut with
+// probability drop) while the traffic goes on, then heals.
+func degrade(pick picker, delay time.Duration, drop float64) func(e *Env) {
+	return func(e *Env) {
+		m := pick(e)[0]
+		e.FC.Degrade(m, delay, drop)
+		e.Note("degraded %s's peer links: delay %v, drop %.0f%%", m.Name(), delay, drop*100)
+		if !e.WaitOps(100, faultWait) {
+			e.T.Errorf("fewer than 100 operations in %v with %s's links degraded", faultWait, m.Name())
+		}
+		e.FC.Heal()
 	}
 }
 

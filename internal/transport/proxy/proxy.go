@@ -20,7 +20,9 @@
 //     a forwarded chunk with probability f. Decisions are drawn in order
 //     from a generator seeded in New, so the same sequence of chunks gets
 //     the same fate.
-//   - Heal ends Pause, Blackhole and DropFraction.
+//   - Delay(d) holds every chunk for d before forwarding it, a slow link:
+//     each direction of a connection delivers in order, d later.
+//   - Heal ends Pause, Blackhole, DropFraction and Delay.
 package proxy
 
 import (
@@ -39,6 +41,7 @@ type Stats struct {
 	Forwarded int64 // bytes forwarded, both directions
 	Discarded int64 // bytes read and dropped by Blackhole
 	Cut       int   // connections cut by DropFraction or CutConnections
+	Held      int   // chunks being held by Delay right now
 }
 
 // Proxy forwards loopback connections to a target.
@@ -48,10 +51,12 @@ type Proxy struct {
 	wg     sync.WaitGroup
 
 	mu        sync.Mutex
-	changed   *sync.Cond // paused or closed changed
+	changed   *sync.Cond    // paused or closed changed
+	healed    chan struct{} // closed and replaced by every Heal and Close: held chunks go
 	paused    bool
 	blackhole bool
 	dropFrac  float64
+	delay     time.Duration
 	rnd       *rand.Rand
 	conns     map[*link]struct{}
 	closed    bool
@@ -88,6 +93,7 @@ func New(target string, seed uint64) (*Proxy, error) {
 		conns:  map[*link]struct{}{},
 	}
 	p.changed = sync.NewCond(&p.mu)
+	p.healed = make(chan struct{})
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -109,10 +115,17 @@ func (p *Proxy) Blackhole() { p.set(func() { p.blackhole = true }) }
 // probability f (0 turns it off).
 func (p *Proxy) DropFraction(f float64) { p.set(func() { p.dropFrac = f }) }
 
-// Heal ends Pause, Blackhole and DropFraction. Connections that lost data
-// to Blackhole stay silent.
+// Delay holds every forwarded chunk for d (0 turns it off).
+func (p *Proxy) Delay(d time.Duration) { p.set(func() { p.delay = d }) }
+
+// Heal ends Pause, Blackhole, DropFraction and Delay. Connections that
+// lost data to Blackhole stay silent.
 func (p *Proxy) Heal() {
-	p.set(func() { p.paused, p.blackhole, p.dropFrac = false, false, 0 })
+	p.set(func() {
+		p.paused, p.blackhole, p.dropFrac, p.delay = false, false, 0, 0
+		close(p.healed)
+		p.healed = make(chan struct{})
+	})
 }
 
 func (p *Proxy) set(f func()) {
@@ -154,6 +167,8 @@ func (p *Proxy) Close() error {
 	}
 	p.closed = true
 	p.changed.Broadcast()
+	close(p.healed) // release held chunks; their writes fail on the closed links
+	p.healed = make(chan struct{})
 	ls := make([]*link, 0, len(p.conns))
 	for l := range p.conns {
 		ls = append(ls, l)
@@ -248,9 +263,16 @@ func (p *Proxy) serve(l *link) {
 // client's side stays open until the client closes it.
 func (p *Proxy) pipe(l *link, src io.Reader, dst io.Writer, fromClient bool) {
 	buf := make([]byte, 32<<10)
+	var hold *time.Timer
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
 	for {
 		n, err := src.Read(buf)
 		p.mu.Lock()
+		delay, healed := p.delay, p.healed
 		if !p.waitRunningLocked() {
 			p.mu.Unlock()
 			return
@@ -273,6 +295,26 @@ func (p *Proxy) pipe(l *link, src io.Reader, dst io.Writer, fromClient bool) {
 			}
 		}
 		p.mu.Unlock()
+		if n > 0 && delay > 0 {
+			if hold == nil {
+				hold = time.NewTimer(delay)
+			} else {
+				hold.Reset(delay)
+			}
+			p.mu.Lock()
+			p.stats.Held++
+			p.mu.Unlock()
+			select {
+			case <-hold.C:
+			case <-healed:
+				if !hold.Stop() {
+					<-hold.C
+				}
+			}
+			p.mu.Lock()
+			p.stats.Held--
+			p.mu.Unlock()
+		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				l.close()

@@ -244,3 +244,33 @@ func TestCutConnectionsAndClose(t *testing.T) {
 		t.Fatal("proxy still listening")
 	}
 }
+
+func TestDelayHoldsChunksUntilDueOrHeal(t *testing.T) {
+	e := startEcho(t)
+	p := newProxy(t, e.ln.Addr().String(), 1)
+	c := dial(t, p)
+	c.send(t, "one")
+	c.expect(t, "one")
+
+	// A short delay: data still flows, in order.
+	p.Delay(5 * time.Millisecond)
+	c.send(t, "two")
+	c.send(t, "three")
+	c.expect(t, "two")
+	c.expect(t, "three")
+
+	// A delay longer than the test: the chunk is held, not forwarded,
+	// until Heal lets it go.
+	p.Delay(time.Hour)
+	before := e.received.Load()
+	c.send(t, "four")
+	waitFor(t, "the proxy to hold the chunk", func() bool { return p.Stats().Held == 1 })
+	if got := e.received.Load(); got != before {
+		t.Fatalf("a held chunk reached the target (%d bytes, want %d)", got, before)
+	}
+	p.Heal()
+	c.expect(t, "four")
+	if st := p.Stats(); st.Held != 0 {
+		t.Fatalf("stats after heal %+v", st)
+	}
+}
