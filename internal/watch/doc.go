@@ -57,12 +57,11 @@
 //
 // # Compaction
 //
-// A watcher whose next revision is at or below the Store's compacted revision
-// gets a Response with CompactRevision set and Canceled true (etcd's response;
-// header revision 0). etcd reports its compaction revision C for a watcher
-// that started below C and serves a watcher starting exactly at C; the Store
-// contract here cannot replay revision C, so such a watcher is told
-// CompactRevision C+1, the first revision it can watch from again.
+// A watcher whose next revision is below the Store's compacted revision C
+// gets a Response with CompactRevision C and Canceled true (etcd's response;
+// header revision 0). A watcher starting exactly at C is served, as in etcd:
+// the Store keeps the events of revision C (the compaction keeps a
+// tombstone at C, so a delete at C reaches it too).
 // A start revision below zero is refused at creation with etcd's reason
 // "etcdserver: mvcc: required revision has been compacted".
 //
