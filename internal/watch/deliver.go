@@ -6,16 +6,17 @@ import (
 )
 
 // Delivery barrier: a write's acknowledgement may wait, briefly, until the
-// streams that were handed its events have taken them (Pop), so a watcher
-// gets an event no later than the writer gets its answer. The wait is on
+// streams that were handed its events have sent them (taken them with Pop,
+// then come back to Ready), so a watcher gets an event no later than the
+// writer gets its answer. The wait is on
 // the writer's goroutine, never on the apply path, and bounded: a stream
 // whose consumer is stuck (a slow client) delays nobody for long, and one
 // that was already behind before the write's batch is not waited for.
 //
 // Bookkeeping (under hub.mu): a stream handed events by a Notify while it
 // had none waiting records that Notify's revision in s.since; pending
-// counts such streams per revision. Pop and Close clear the stream's
-// entry. pendingMax is the highest revision with a count, read without the
+// counts such streams per revision. Pop moves the stream's entry to
+// s.sentSince; the consumer's next Ready (or Pop) or Close clears it. pendingMax is the highest revision with a count, read without the
 // lock by writers.
 
 // markPendingLocked records that s was handed events of the batch at rev.
@@ -33,13 +34,41 @@ func (h *Hub) markPendingLocked(s *Stream, rev int64) {
 	}
 }
 
-// clearPendingLocked records that s's consumer took its queue.
+// popPendingLocked records that s's consumer took its queue: the events
+// are in flight until the consumer calls Ready again (clearSentLocked).
+func (h *Hub) popPendingLocked(s *Stream) {
+	h.clearSentLocked(s)
+	if s.since == 0 {
+		return
+	}
+	s.sentSince, s.since = s.since, 0
+	s.inFlight.Store(true)
+}
+
+// clearSentLocked records that s's consumer sent what it took.
+func (h *Hub) clearSentLocked(s *Stream) {
+	if s.sentSince == 0 {
+		return
+	}
+	rev := s.sentSince
+	s.sentSince = 0
+	s.inFlight.Store(false)
+	h.donePendingLocked(rev)
+}
+
+// clearPendingLocked drops s's queued events from the count (the stream
+// closed).
 func (h *Hub) clearPendingLocked(s *Stream) {
 	if s.since == 0 {
 		return
 	}
 	rev := s.since
 	s.since = 0
+	h.donePendingLocked(rev)
+}
+
+// donePendingLocked counts one stream less for the Notify revision rev.
+func (h *Hub) donePendingLocked(rev int64) {
 	if h.pending[rev]--; h.pending[rev] > 0 {
 		return
 	}
@@ -56,7 +85,7 @@ func (h *Hub) clearPendingLocked(s *Stream) {
 }
 
 // WaitDelivered returns once every stream handed events at revisions up to
-// rev by the latest Notify calls has taken them, after limit at most, or
+// rev by the latest Notify calls has sent them, after limit at most, or
 // when ctx ends. Streams that were already behind before then are not
 // waited for. With no watcher waiting it returns at once (one atomic load).
 func (h *Hub) WaitDelivered(ctx context.Context, rev int64, limit time.Duration) {

@@ -10,7 +10,8 @@ import (
 )
 
 // TestWaitDelivered: a writer waiting for the delivery of its revision is
-// held until the stream handed its events takes them (Pop), returns at
+// held until the stream handed its events has taken them (Pop) and come
+// back to Ready (sent them), returns at
 // once when no stream has undelivered events, and does not wait for a
 // stream that was already behind before its write.
 func TestWaitDelivered(t *testing.T) {
@@ -36,10 +37,17 @@ func TestWaitDelivered(t *testing.T) {
 	default:
 	}
 	wantEvents(t, r.next(1)[0], 0, fmt.Sprintf("[PUT a@%d=1]", rev))
+	// Taken, but the consumer has not come back to Ready: still in flight.
+	select {
+	case <-done:
+		t.Fatal("WaitDelivered returned before the consumer came back to Ready")
+	default:
+	}
+	r.s.Ready() // what the send loop does once it sent what it took
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("WaitDelivered still waiting after the stream took the event")
+		t.Fatal("WaitDelivered still waiting after the stream sent the event")
 	}
 
 	// The stream falls behind (nobody pops) with revision 4; a later
@@ -53,7 +61,13 @@ func TestWaitDelivered(t *testing.T) {
 	cancel()
 	waitReturns(t, "canceled", func() { f.hub.WaitDelivered(cctx, rev-1, time.Hour) })
 	r.next(2)
-	waitReturns(t, "after pop", func() { f.hub.WaitDelivered(ctx, rev-1, time.Hour) })
+	r.s.Ready()
+	waitReturns(t, "after sending", func() { f.hub.WaitDelivered(ctx, rev-1, time.Hour) })
+
+	// A stream that closes with events queued or in flight holds nobody.
+	rev = f.put("a", "4")
+	r.s.Close()
+	waitReturns(t, "closed", func() { f.hub.WaitDelivered(ctx, rev, time.Hour) })
 }
 
 func waitReturns(t *testing.T, what string, fn func()) {

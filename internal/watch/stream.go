@@ -2,6 +2,7 @@ package watch
 
 import (
 	"bytes"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
@@ -61,8 +62,10 @@ type Stream struct {
 	progressWanted bool // a RequestProgress is waiting
 	closed         bool
 	// since is the Notify revision of the oldest events queued and not
-	// yet taken by Pop, 0 if none (see deliver.go).
-	since int64
+	// yet taken by Pop, 0 if none; sentSince the same for events taken
+	// by Pop and not yet confirmed sent by a call to Ready (deliver.go).
+	since, sentSince int64
+	inFlight         atomic.Bool // sentSince != 0, read without the lock
 }
 
 // NewStream opens a stream on the hub.
@@ -70,8 +73,18 @@ func (h *Hub) NewStream() *Stream {
 	return &Stream{hub: h, ready: make(chan struct{}, 1), watchers: map[int64]*watcher{}}
 }
 
-// Ready is signalled when responses may be waiting for Pop.
-func (s *Stream) Ready() <-chan struct{} { return s.ready }
+// Ready is signalled when responses may be waiting for Pop. The consumer
+// calls it each time it goes back to waiting, after it sent what Pop
+// returned: that tells the hub those responses are out (writers waiting
+// in WaitDelivered for them go on).
+func (s *Stream) Ready() <-chan struct{} {
+	if s.inFlight.Load() {
+		s.hub.mu.Lock()
+		s.hub.clearSentLocked(s)
+		s.hub.mu.Unlock()
+	}
+	return s.ready
+}
 
 // Pop takes every queued response, in order, with prev_kv filled for the
 // watchers that asked for it (read from the Store on the caller's
@@ -81,7 +94,7 @@ func (s *Stream) Pop() []*Response {
 	h.mu.Lock()
 	q := s.queue
 	s.queue, s.queueBytes = nil, 0
-	h.clearPendingLocked(s)
+	h.popPendingLocked(s)
 	if s.unsynced > 0 {
 		h.wakeCatchup()
 	}
@@ -269,6 +282,7 @@ func (s *Stream) Close() {
 	}
 	s.queue, s.queueBytes = nil, 0
 	h.clearPendingLocked(s)
+	h.clearSentLocked(s)
 	s.progressWanted = false
 	delete(h.progressWaiting, s)
 }
