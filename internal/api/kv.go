@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/cairn-kv/cairn/internal/apply"
 	"github.com/cairn-kv/cairn/internal/mvcc"
@@ -88,8 +89,16 @@ func (s *KVServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	return out, nil
 }
 
+// learnerChecker is implemented by a backend that can be a learner.
+type learnerChecker interface{ IsLearner() bool }
+
 // readTxn serves a read-only txn from the local store.
 func (s *KVServer) readTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	// A learner serves no txn, read-only or not (etcd allows it only
+	// serializable ranges and status).
+	if l, ok := s.b.(learnerChecker); ok && l.IsLearner() {
+		return nil, rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	if !apply.SerializableTxn(r) {
 		if err := s.b.LinearizableRead(ctx); err != nil {
 			return nil, toGRPC(err)

@@ -249,3 +249,7 @@ var errNotReady = errors.New("member is not ready")
 // It is read on every request, so it is kept in a flag that syncPeers
 // refreshes whenever the member set changes.
 func (s *Server) isLearner() bool { return s.learner.Load() }
+
+// IsLearner reports whether this member is a learner (the KV service
+// refuses it every txn, as etcd does).
+func (s *Server) IsLearner() bool { return s.isLearner() }
