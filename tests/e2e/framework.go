@@ -415,6 +415,7 @@ func (m *Member) start() error {
 		err = m.waitReadyLog(p, mark)
 	}
 	if err == nil {
+		m.reconnectClients()
 		return nil
 	}
 	m.terminate(p, syscall.SIGKILL)
@@ -678,6 +679,19 @@ func (m *Member) NewClient() *clientv3.Client {
 	m.clients = append(m.clients, c)
 	m.mu.Unlock()
 	return c
+}
+
+// reconnectClients makes the member's clients connect again at once. While
+// the member was down, their connections backed off (gRPC's backoff grows
+// to minutes); a request after a restart would wait out the backoff.
+func (m *Member) reconnectClients() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.clients {
+		if cc := c.ActiveConnection(); cc != nil {
+			cc.ResetConnectBackoff()
+		}
+	}
 }
 
 func (m *Member) newClient() (*clientv3.Client, error) {
