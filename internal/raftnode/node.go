@@ -405,9 +405,29 @@ func (n *Node) installSnapshot(snap *raftpb.Snapshot) error {
 }
 
 // Step hands a message from another member to Raft.
+//
+// A proposal forwarded by a peer (MsgProp) never holds up the messages
+// behind it on the peer's stream: raft accepts proposals only while it
+// knows a leader and blocks until then, and a member that restarted
+// while its peers still took it for the leader would otherwise stall on
+// their forwarded proposals and never read the heartbeats that tell it
+// who leads. Such a proposal is dropped at once when no leader is known,
+// and waits at most an election timeout otherwise; the proposer times
+// out and retries, as when raft drops a proposal itself.
 func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
+	if m.GetType() == raftpb.MessageType_MsgProp {
+		if n.Lead() == None {
+			return ErrProposalDropped
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(n.cfg.ElectionTicks)*n.cfg.TickInterval)
+		defer cancel()
+	}
 	return n.node.Step(ctx, m)
 }
+
+// ErrProposalDropped is raft's error for a proposal it did not take.
+var ErrProposalDropped = raft.ErrProposalDropped
 
 // ReportUnreachable tells Raft that a message to id could not be sent.
 func (n *Node) ReportUnreachable(id uint64) { n.node.ReportUnreachable(id) }

@@ -269,3 +269,38 @@ func TestRestartedSingleMemberReadIndexCoversCommittedEntries(t *testing.T) {
 		}
 	}
 }
+
+// A proposal forwarded by a peer to a member that knows no leader is
+// dropped at once instead of blocking the peer's stream (raft accepts
+// proposals only once it knows a leader).
+func TestForwardedProposalWithoutLeaderIsDropped(t *testing.T) {
+	eng, err := storage.Open("mem", storage.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	n, err := Start(Config{
+		ID:             1,
+		Peers:          []raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}},
+		TickInterval:   time.Hour, // never elects
+		ElectionTicks:  10,
+		HeartbeatTicks: 1,
+		Engine:         eng,
+		Logger:         zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	go func() {
+		for range n.Committed() {
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	typ, from, to := raftpb.MessageType_MsgProp, uint64(2), uint64(1)
+	m := &raftpb.Message{Type: &typ, From: &from, To: &to, Entries: []*raftpb.Entry{{Data: []byte("x")}}}
+	if err := n.Step(ctx, m); err != ErrProposalDropped {
+		t.Fatalf("Step(MsgProp) without a leader: %v, want %v", err, ErrProposalDropped)
+	}
+}

@@ -196,9 +196,12 @@ func (s *Server) Serve(ctx context.Context) (*Serving, error) {
 			return
 		}
 		// Publish until it works, as etcd does: a member that just joined
-		// may still be catching up with the leader.
+		// may still be catching up with the leader. Each attempt is short:
+		// a proposal forwarded to the leader before the peer stream is up
+		// is lost, and waiting long for it only delays readiness (a
+		// restarted member took 6-12 s); publishing twice is harmless.
 		for {
-			pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			pctx, cancel := context.WithTimeout(context.Background(), 2*cfg.ElectionTimeout+time.Second)
 			err := s.PublishAttributes(pctx, cfg.AdvertiseClientURLs)
 			cancel()
 			if err == nil {
