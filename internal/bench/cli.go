@@ -52,7 +52,12 @@ request numbers from one shared counter until --total requests are done.`,
 	pf.IntVar(&cfg.MaxSamples, "max-samples", DefaultMaxSamples, "latencies kept for percentiles; beyond this, a uniform sample of them")
 	pf.BoolVar(&jsonOut, "json", false, "print the result as one JSON object")
 
-	emit := func(cmd *cobra.Command, rep *Report, err error) error {
+	// run runs one workload until it ends or a signal stops it, and
+	// prints its report.
+	run := func(cmd *cobra.Command, workload func(context.Context) (*Report, error)) error {
+		ctx, stop := signalContext(cmd)
+		defer stop()
+		rep, err := workload(ctx)
 		if err != nil {
 			return err
 		}
@@ -81,10 +86,7 @@ request numbers from one shared counter until --total requests are done.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				o.Common = common(cmd, total, rate)
-				ctx, stop := signalContext(cmd)
-				defer stop()
-				rep, err := Put(ctx, o)
-				return emit(cmd, rep, err)
+				return run(cmd, func(ctx context.Context) (*Report, error) { return Put(ctx, o) })
 			},
 		}
 		c.Flags().IntVar(&total, "total", 10000, "total number of put requests")
@@ -106,10 +108,7 @@ request numbers from one shared counter until --total requests are done.`,
 				if len(args) == 2 {
 					o.End = args[1]
 				}
-				ctx, stop := signalContext(cmd)
-				defer stop()
-				rep, err := Range(ctx, o)
-				return emit(cmd, rep, err)
+				return run(cmd, func(ctx context.Context) (*Report, error) { return Range(ctx, o) })
 			},
 		}
 		c.Flags().IntVar(&total, "total", 10000, "total number of range requests")
@@ -130,10 +129,7 @@ request numbers from one shared counter until --total requests are done.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				o.Common = common(cmd, total, rate)
-				ctx, stop := signalContext(cmd)
-				defer stop()
-				rep, err := TxnPut(ctx, o)
-				return emit(cmd, rep, err)
+				return run(cmd, func(ctx context.Context) (*Report, error) { return TxnPut(ctx, o) })
 			},
 		}
 		c.Flags().IntVar(&total, "total", 10000, "total number of transactions")
@@ -152,10 +148,7 @@ request numbers from one shared counter until --total requests are done.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				o.Common = common(cmd, total, rate)
-				ctx, stop := signalContext(cmd)
-				defer stop()
-				rep, err := TxnMixed(ctx, o)
-				return emit(cmd, rep, err)
+				return run(cmd, func(ctx context.Context) (*Report, error) { return TxnMixed(ctx, o) })
 			},
 		}
 		c.Flags().IntVar(&total, "total", 10000, "total number of transactions")
@@ -176,10 +169,7 @@ request numbers from one shared counter until --total requests are done.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				o.Config, o.Flags = cfg, flagsSet(cmd)
-				ctx, stop := signalContext(cmd)
-				defer stop()
-				rep, err := Watch(ctx, o)
-				return emit(cmd, rep, err)
+				return run(cmd, func(ctx context.Context) (*Report, error) { return Watch(ctx, o) })
 			},
 		}
 		fs := c.Flags()
@@ -202,10 +192,7 @@ request numbers from one shared counter until --total requests are done.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				o.Config, o.Flags = cfg, flagsSet(cmd)
-				ctx, stop := signalContext(cmd)
-				defer stop()
-				rep, err := WatchLatency(ctx, o)
-				return emit(cmd, rep, err)
+				return run(cmd, func(ctx context.Context) (*Report, error) { return WatchLatency(ctx, o) })
 			},
 		}
 		fs := c.Flags()
@@ -226,10 +213,7 @@ request numbers from one shared counter until --total requests are done.`,
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				o.Common = common(cmd, total, rate)
-				ctx, stop := signalContext(cmd)
-				defer stop()
-				rep, err := LeaseKeepAlive(ctx, o)
-				return emit(cmd, rep, err)
+				return run(cmd, func(ctx context.Context) (*Report, error) { return LeaseKeepAlive(ctx, o) })
 			},
 		}
 		c.Flags().IntVar(&total, "total", 10000, "total number of keep-alive requests")
