@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,10 +113,6 @@ func Restore(ctx context.Context, o Options) (err error) {
 		}
 	}
 
-	sum, size, err := fileDigest(o.SnapshotPath)
-	if err != nil {
-		return err
-	}
 	r, err := snapshot.Open(o.SnapshotPath, o.SkipHashCheck)
 	if err != nil {
 		if errors.Is(err, snapshot.ErrMissingHash) {
@@ -126,6 +121,7 @@ func Restore(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	defer r.Close()
+	size := r.Size()
 
 	eng, err := storage.Open(filepath.Join(o.DataDir, "member"), storage.Options{WALDir: o.WALDir})
 	if err != nil {
@@ -170,7 +166,7 @@ func Restore(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	id, _ := json.Marshal(&membership.Identity{ClusterID: ClusterID(ids, sum), MemberID: self.ID, Name: o.Name})
+	id, _ := json.Marshal(&membership.Identity{ClusterID: ClusterID(ids, r.Digest()), MemberID: self.ID, Name: o.Name})
 	for _, kv := range [][2][]byte{
 		{storage.MetaKey(storage.MetaApplied), append(storage.PutU64(applied), storage.PutU64(term)...)},
 		{storage.MetaKey(storage.MetaConfState), csBytes},
@@ -198,29 +194,14 @@ func Restore(ctx context.Context, o Options) (err error) {
 	return nil
 }
 
-// ClusterID is the ID of a cluster restored from a snapshot whose file
-// has the sha256 digest sum: etcd's cluster ID for these members, mixed
-// with the digest.
+// ClusterID is the ID of a cluster restored from a snapshot whose
+// database has the sha256 digest sum: etcd's cluster ID for these members,
+// mixed with the digest.
 func ClusterID(ids []uint64, sum []byte) uint64 {
 	h := sha256.New()
 	binary.Write(h, binary.BigEndian, membership.ComputeClusterID(ids))
 	h.Write(sum)
 	return binary.BigEndian.Uint64(h.Sum(nil)[:8])
-}
-
-// fileDigest is the sha256 of the whole file and its size.
-func fileDigest(path string) ([]byte, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return nil, 0, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return h.Sum(nil), n, nil
 }
 
 // chunked writes into a batch that it commits (unsynced; the final

@@ -18,8 +18,10 @@ import (
 // Reader reads a snapshot file through a private read-only copy of its
 // database. Its methods are safe for concurrent use.
 type Reader struct {
-	path string // the copy
-	db   *bolt.DB
+	path   string // the copy
+	db     *bolt.DB
+	digest []byte // sha256 of the database (the file without its trailer)
+	size   int64  // the file's size
 }
 
 // Open checks the snapshot file at path and opens a copy of its database.
@@ -62,12 +64,8 @@ func Open(path string, skipHashCheck bool) (*Reader, error) {
 		}
 	}()
 
-	var h io.Writer = io.Discard
 	sum := sha256.New()
-	if trailer && !skipHashCheck {
-		h = sum
-	}
-	if _, err := io.CopyN(io.MultiWriter(tmp, h), src, dbSize); err != nil {
+	if _, err := io.CopyN(io.MultiWriter(tmp, sum), src, dbSize); err != nil {
 		tmp.Close()
 		return nil, fmt.Errorf("snapshot: copy %s: %w", path, err)
 	}
@@ -83,6 +81,7 @@ func Open(path string, skipHashCheck bool) (*Reader, error) {
 			return nil, fmt.Errorf("%w: %s: expected sha256 %x, got %x", ErrIntegrity, path, want, got)
 		}
 	}
+	r.digest, r.size = sum.Sum(nil), size
 
 	r.db, err = bolt.Open(r.path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
 	if err != nil {
@@ -91,6 +90,13 @@ func Open(path string, skipHashCheck bool) (*Reader, error) {
 	ok = true
 	return r, nil
 }
+
+// Digest is the sha256 of the snapshot's database (what the trailer, when
+// there is one, holds).
+func (r *Reader) Digest() []byte { return r.digest }
+
+// Size is the size of the snapshot file.
+func (r *Reader) Size() int64 { return r.size }
 
 // Close closes and removes the copy of the database.
 func (r *Reader) Close() error {
