@@ -36,6 +36,9 @@ type Backend interface {
 	Header() *pb.ResponseHeader
 	// NewID returns a new cluster-unique ID (server-chosen lease IDs).
 	NewID() uint64
+	// IsLearner reports whether this member is a Raft learner (which
+	// serves no txn and no linearizable read).
+	IsLearner() bool
 }
 
 // Limits are the request limits, from --max-request-bytes and --max-txn-ops.

@@ -89,14 +89,11 @@ func (s *KVServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	return out, nil
 }
 
-// learnerChecker is implemented by a backend that can be a learner.
-type learnerChecker interface{ IsLearner() bool }
-
 // readTxn serves a read-only txn from the local store.
 func (s *KVServer) readTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	// A learner serves no txn, read-only or not (etcd allows it only
 	// serializable ranges and status).
-	if l, ok := s.b.(learnerChecker); ok && l.IsLearner() {
+	if s.b.IsLearner() {
 		return nil, rpctypes.ErrGRPCNotSupportedForLearner
 	}
 	if !apply.SerializableTxn(r) {
