@@ -17,6 +17,9 @@ import (
 	"github.com/cairn-kv/cairn/tests/e2e"
 )
 
+// SeedEnv replays a run: the seed that run printed.
+const SeedEnv = "CAIRN_ROBUSTNESS_SEED"
+
 // Bounds of one run. None is a timing assertion on cairn's speed: each is
 // a generous deadline after which the run reports that something never
 // happened.

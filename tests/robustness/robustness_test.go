@@ -11,8 +11,6 @@ import (
 	"github.com/cairn-kv/cairn/tests/e2e"
 )
 
-// SeedEnv replays a run: the seed that run printed.
-const SeedEnv = "CAIRN_ROBUSTNESS_SEED"
 
 // RunsEnv asks for N randomized runs of every scenario (scripts/robustness
 // --runs N) instead of the short mode's one.
