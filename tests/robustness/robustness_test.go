@@ -11,7 +11,6 @@ import (
 	"github.com/cairn-kv/cairn/tests/e2e"
 )
 
-
 // RunsEnv asks for N randomized runs of every scenario (scripts/robustness
 // --runs N) instead of the short mode's one.
 const RunsEnv = "CAIRN_ROBUSTNESS_RUNS"
