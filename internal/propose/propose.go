@@ -70,19 +70,113 @@ func (g *IDGen) Next() uint64 {
 }
 
 // Proposer proposes requests and waits for their results.
+//
+// Every proposal is bounded by the proposer's timeout (etcd's request
+// timeout). The bound costs no timer per request: a waiter records its
+// deadline, and one sweep, armed while anything waits, fails the waiters
+// whose deadline passed, every tick (a twentieth of the timeout). Handing
+// a proposal to Raft can block while there is no leader; that step waits
+// on a context shared by the proposals of one tick, which the sweep
+// cancels when their deadline passes.
 type Proposer struct {
 	raft    Raft
 	ids     *IDGen
 	maxSize int
+	timeout time.Duration
+	tick    time.Duration
+	start   time.Time
 
-	mu    sync.Mutex
-	waits map[uint64]chan Result
+	mu       sync.Mutex
+	waits    map[uint64]waiter
+	sweep    *time.Timer // armed while waits is not empty
+	sweeping bool
+	bounds   []bound // shared contexts for handing proposals to Raft, oldest first
+}
+
+// waiter is one proposal waiting for its result.
+type waiter struct {
+	ch       chan Result
+	deadline time.Duration // since start
+}
+
+// bound is the context given to Raft by the proposals of one tick.
+type bound struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	made     time.Duration // since start
+	deadline time.Duration
 }
 
 // New returns a proposer; maxSize bounds a marshaled request
-// (--max-request-bytes plus some room for the envelope).
-func New(r Raft, ids *IDGen, maxSize int) *Proposer {
-	return &Proposer{raft: r, ids: ids, maxSize: maxSize, waits: make(map[uint64]chan Result)}
+// (--max-request-bytes plus some room for the envelope) and timeout a
+// proposal from submission to result (0: only the caller's context).
+func New(r Raft, ids *IDGen, maxSize int, timeout time.Duration) *Proposer {
+	p := &Proposer{raft: r, ids: ids, maxSize: maxSize, timeout: timeout, start: time.Now(), waits: make(map[uint64]waiter)}
+	if timeout > 0 {
+		p.tick = max(timeout/20, time.Millisecond)
+		p.sweep = time.AfterFunc(time.Hour, p.expire)
+		p.sweep.Stop()
+	}
+	return p
+}
+
+// now is the time since the proposer started, on the monotonic clock.
+func (p *Proposer) now() time.Duration { return time.Since(p.start) }
+
+// add registers a waiter. Called with p.mu held.
+func (p *Proposer) add(id uint64, ch chan Result, now time.Duration) {
+	p.waits[id] = waiter{ch: ch, deadline: now + p.timeout}
+	if p.timeout > 0 && !p.sweeping {
+		p.sweeping = true
+		p.sweep.Reset(p.tick)
+	}
+}
+
+// raftCtx is the context for handing a proposal made at now to Raft: ctx
+// itself without a timeout, else this tick's shared bound. Called with
+// p.mu held.
+func (p *Proposer) raftCtx(ctx context.Context, now time.Duration) context.Context {
+	if p.timeout == 0 {
+		return ctx
+	}
+	if n := len(p.bounds); n > 0 && now-p.bounds[n-1].made < p.tick {
+		return p.bounds[n-1].ctx
+	}
+	c, cancel := context.WithCancel(context.Background())
+	p.bounds = append(p.bounds, bound{ctx: c, cancel: cancel, made: now, deadline: now + p.timeout + p.tick})
+	return c
+}
+
+// expire fails the waiters whose deadline passed and cancels the bounds
+// whose proposals have all expired; it runs on the sweep timer.
+func (p *Proposer) expire() {
+	now := p.now()
+	var late []chan Result
+	p.mu.Lock()
+	for id, w := range p.waits {
+		if w.deadline <= now {
+			delete(p.waits, id)
+			late = append(late, w.ch)
+		}
+	}
+	gone := 0
+	for _, b := range p.bounds {
+		if b.deadline > now {
+			break
+		}
+		b.cancel()
+		gone++
+	}
+	p.bounds = append(p.bounds[:0], p.bounds[gone:]...)
+	if len(p.waits) > 0 || len(p.bounds) > 0 {
+		p.sweep.Reset(p.tick)
+	} else {
+		p.sweeping = false
+	}
+	p.mu.Unlock()
+	for _, ch := range late {
+		ch <- Result{Err: ErrTimeout}
+	}
 }
 
 // Propose sends req through Raft and returns the applied result. req's
@@ -101,11 +195,16 @@ func (p *Proposer) Propose(ctx context.Context, req *pb.InternalRaftRequest) (pr
 		return nil, ErrTooLarge
 	}
 	ch := resultChans.Get().(chan Result)
+	now := p.now()
 	p.mu.Lock()
-	p.waits[id] = ch
+	p.add(id, ch, now)
+	rctx := p.raftCtx(ctx, now)
 	p.mu.Unlock()
-	if err := p.raft.Propose(ctx, data); err != nil {
+	if err := p.raft.Propose(rctx, data); err != nil {
 		p.forget(id)
+		if rctx != ctx && rctx.Err() != nil {
+			return nil, ErrTimeout
+		}
 		return nil, p.ctxErr(ctx, err)
 	}
 	select {
@@ -147,7 +246,7 @@ func (p *Proposer) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange)
 	cc.Id = &id
 	ch := make(chan Result, 1)
 	p.mu.Lock()
-	p.waits[id] = ch
+	p.add(id, ch, p.now())
 	p.mu.Unlock()
 	if err := p.raft.ProposeConfChange(ctx, cc); err != nil {
 		p.forget(id)
@@ -167,11 +266,11 @@ func (p *Proposer) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChange)
 // the state machine and visible to reads.
 func (p *Proposer) Trigger(id uint64, r Result) {
 	p.mu.Lock()
-	ch, ok := p.waits[id]
+	w, ok := p.waits[id]
 	delete(p.waits, id)
 	p.mu.Unlock()
 	if ok {
-		ch <- r
+		w.ch <- r
 	}
 }
 

@@ -76,7 +76,7 @@ func TestIDGenUnique(t *testing.T) {
 
 func TestProposeWaitsForTrigger(t *testing.T) {
 	r := newFakeRaft()
-	p := New(r, NewIDGen(1, time.Now()), 1<<20)
+	p := New(r, NewIDGen(1, time.Now()), 1<<20, time.Minute)
 	done := make(chan error, 1)
 	var got proto.Message
 	go func() {
@@ -108,7 +108,7 @@ func TestProposeWaitsForTrigger(t *testing.T) {
 
 func TestProposeErrors(t *testing.T) {
 	r := newFakeRaft()
-	p := New(r, NewIDGen(1, time.Now()), 64)
+	p := New(r, NewIDGen(1, time.Now()), 64, 0)
 	_, err := p.Propose(context.Background(), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: make([]byte, 100)}})
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized: %v", err)
@@ -205,5 +205,77 @@ func TestReadsBatchAndWaitForApply(t *testing.T) {
 	case extra := <-r.readC:
 		t.Fatalf("a third ReadIndex %x for reads that were batched", extra)
 	default:
+	}
+}
+
+// blockingRaft blocks every proposal until the context it was given ends,
+// as raft does while there is no leader.
+type blockingRaft struct{ fakeRaft }
+
+func (b *blockingRaft) Propose(ctx context.Context, _ []byte) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestProposeTimeout(t *testing.T) {
+	// A proposal that is never applied fails with "request timed out"
+	// and leaves no waiter.
+	r := newFakeRaft()
+	p := New(r, NewIDGen(1, time.Now()), 1<<20, 20*time.Millisecond)
+	errc := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() {
+			_, err := p.Propose(context.Background(), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k")}})
+			errc <- err
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-errc:
+			if !errors.Is(err, ErrTimeout) {
+				t.Fatalf("unapplied proposal: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("an unapplied proposal did not time out")
+		}
+	}
+	if n := p.Pending(); n != 0 {
+		t.Fatalf("%d waiters left after the timeout", n)
+	}
+	// The sweep stops once nothing waits.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		idle := !p.sweeping && len(p.bounds) == 0
+		p.mu.Unlock()
+		if idle {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep kept running with nothing waiting")
+		}
+		runtime.Gosched()
+	}
+}
+
+func TestProposeTimeoutWhileRaftBlocks(t *testing.T) {
+	// Handing the proposal to Raft blocks (no leader): the proposer's own
+	// bound ends it, without a deadline on the caller's context.
+	p := New(&blockingRaft{}, NewIDGen(1, time.Now()), 1<<20, 20*time.Millisecond)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.Propose(context.Background(), &pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("k")}})
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("blocked proposal: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a proposal blocked in raft did not time out")
+	}
+	if n := p.Pending(); n != 0 {
+		t.Fatalf("%d waiters left", n)
 	}
 }

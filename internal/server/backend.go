@@ -37,9 +37,7 @@ func (s *Server) Propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.
 		return nil, rpctypes.ErrGRPCNoSpace
 	}
 	// A proposal that is not applied within the request timeout fails
-	// with etcd's "request timed out".
-	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
-	defer cancel()
+	// with etcd's "request timed out" (the proposer keeps that bound).
 	resp, err := s.prop.Propose(ctx, r)
 	if err != nil && resp == nil && isProposalFailure(err) {
 		s.metrics.proposalsFail.Inc()

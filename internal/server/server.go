@@ -205,8 +205,8 @@ func (s *Server) open() error {
 	}
 	s.raft.Store(s.node)
 	maxProposal := int(cfg.MaxRequestBytes)
-	s.prop = propose.New(s.node, s.ids, maxProposal)
-	s.reads = propose.NewReads(s.node, s.ids, s.node.ReadStates(), s.applier, 5*time.Second+2*cfg.ElectionTimeout, s.lg)
+	s.prop = propose.New(s.node, s.ids, maxProposal, s.requestTimeout())
+	s.reads = propose.NewReads(s.node, s.ids, s.node.ReadStates(), s.applier, s.requestTimeout(), s.lg)
 	s.compactDone = s.finishedCompaction()
 
 	s.wg.Add(4)
