@@ -114,6 +114,7 @@ type Node struct {
 	// termStart is the index of this leader's first entry of its term
 	// (0 when not leader); see handle.
 	termStart uint64
+	leading   bool // the last SoftState made this member the leader
 	errMu     sync.Mutex
 	err       error
 }
@@ -304,9 +305,27 @@ func (n *Node) handle(rd raft.Ready) error {
 	}
 	if rd.SoftState != nil {
 		n.termStart = 0
-		if rd.SoftState.RaftState == raft.StateLeader {
+		n.leading = rd.SoftState.RaftState == raft.StateLeader
+		if n.leading {
 			n.termStart = termStart(rd, n.term.Load(), n.lastPersisted)
 		}
+	}
+	// A leader sends its appends and heartbeats before it persists, so
+	// the followers write the new entries to their disks while it
+	// writes them to its own (the Raft thesis, 10.2.1): an entry commits
+	// after the slower of the two fsyncs, not after both in turn. This
+	// is safe because the leader counts its own copy of an entry only
+	// once it is persisted (raft steps the leader's own append response
+	// at Advance). Responses (append and vote answers) promise what is
+	// on this member's disk, so they, and everything a follower or
+	// candidate sends, go out after the write.
+	var early, late []*raftpb.Message
+	late = rd.Messages
+	if n.leading {
+		early, late = splitLeaderMessages(rd.Messages)
+	}
+	if n.cfg.Transport != nil && len(early) > 0 {
+		n.cfg.Transport.Send(early)
 	}
 	for _, rs := range rd.ReadStates {
 		// A leader's commit index may lag behind entries committed in
@@ -345,8 +364,8 @@ func (n *Node) handle(rd raft.Ready) error {
 		}
 		n.lastPersisted = rd.Entries[len(rd.Entries)-1].GetIndex()
 	}
-	if n.cfg.Transport != nil && len(rd.Messages) > 0 {
-		n.cfg.Transport.Send(rd.Messages)
+	if n.cfg.Transport != nil && len(late) > 0 {
+		n.cfg.Transport.Send(late)
 	}
 	if len(rd.CommittedEntries) > 0 {
 		select {
@@ -355,6 +374,22 @@ func (n *Node) handle(rd raft.Ready) error {
 		}
 	}
 	return nil
+}
+
+// splitLeaderMessages returns the messages a leader may send before it
+// persists the Ready (in place, in msgs) and the responses that must wait
+// (rare for a leader: answers to stale candidates).
+func splitLeaderMessages(msgs []*raftpb.Message) (early, late []*raftpb.Message) {
+	early = msgs[:0]
+	for _, m := range msgs {
+		switch m.GetType() {
+		case raftpb.MsgAppResp, raftpb.MsgVoteResp, raftpb.MsgPreVoteResp:
+			late = append(late, m)
+		default:
+			early = append(early, m)
+		}
+	}
+	return early, late
 }
 
 // termStart finds the first entry of term in a Ready that made this node
