@@ -86,7 +86,18 @@ func (s *Server) forwardAdd(ctx context.Context, peerURLs []string, learner bool
 	if err != nil {
 		return nil, nil, err
 	}
+	s.catchUp(ctx)
 	return fromPB([]*pb.Member{resp.Member})[0], fromPB(resp.Members), nil
+}
+
+// catchUp waits (within ctx) until this member has applied what the leader
+// committed, so that a membership change made through the leader is in
+// this member's view when the client hears of it: the next request to
+// this member sees it, as it would had this member proposed the change.
+// The change is done either way; a failed wait only means the view may
+// lag for a moment.
+func (s *Server) catchUp(ctx context.Context) {
+	_ = s.reads.Wait(ctx)
 }
 
 func (s *Server) forwardRemove(ctx context.Context, id uint64) ([]*membership.Member, error) {
@@ -98,6 +109,7 @@ func (s *Server) forwardRemove(ctx context.Context, id uint64) ([]*membership.Me
 	if err != nil {
 		return nil, err
 	}
+	s.catchUp(ctx)
 	return fromPB(resp.Members), nil
 }
 
@@ -110,6 +122,7 @@ func (s *Server) forwardUpdate(ctx context.Context, id uint64, peerURLs []string
 	if err != nil {
 		return nil, err
 	}
+	s.catchUp(ctx)
 	return fromPB(resp.Members), nil
 }
 
@@ -122,6 +135,7 @@ func (s *Server) forwardPromote(ctx context.Context, id uint64) ([]*membership.M
 	if err != nil {
 		return nil, err
 	}
+	s.catchUp(ctx)
 	return fromPB(resp.Members), nil
 }
 

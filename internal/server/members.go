@@ -86,13 +86,17 @@ func (s *Server) AddMember(ctx context.Context, peerURLs []string, learner bool)
 }
 
 // RemoveMember removes a member.
+//
+// A follower hands membership changes to the leader before any check: its
+// own view may not have applied a change the leader already made (a
+// member just added through it).
 func (s *Server) RemoveMember(ctx context.Context, id uint64) ([]*membership.Member, error) {
+	if !s.isLeader() {
+		return s.forwardRemove(ctx, id)
+	}
 	m := s.members.Member(id)
 	if m == nil {
 		return nil, rpctypes.ErrGRPCMemberNotFound
-	}
-	if !s.isLeader() {
-		return s.forwardRemove(ctx, id)
 	}
 	if s.cfg.StrictReconfigCheck && !m.IsLearner {
 		voters, started := s.voterCounts(id) // both without the member removed
@@ -108,6 +112,9 @@ func (s *Server) RemoveMember(ctx context.Context, id uint64) ([]*membership.Mem
 func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string) ([]*membership.Member, error) {
 	if err := validPeerURLs(peerURLs); err != nil {
 		return nil, err
+	}
+	if !s.isLeader() {
+		return s.forwardUpdate(ctx, id, peerURLs)
 	}
 	m := s.members.Member(id)
 	if m == nil {
@@ -125,9 +132,6 @@ func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string)
 			}
 		}
 	}
-	if !s.isLeader() {
-		return s.forwardUpdate(ctx, id, peerURLs)
-	}
 	m.PeerURLs = peerURLs
 	ctxData, _ := json.Marshal(m)
 	return s.change(ctx, raftpb.ConfChangeUpdateNode, id, ctxData)
@@ -135,15 +139,15 @@ func (s *Server) UpdateMember(ctx context.Context, id uint64, peerURLs []string)
 
 // PromoteMember makes a learner a voting member once it has caught up.
 func (s *Server) PromoteMember(ctx context.Context, id uint64) ([]*membership.Member, error) {
+	if !s.isLeader() {
+		return s.forwardPromote(ctx, id)
+	}
 	m := s.members.Member(id)
 	if m == nil {
 		return nil, rpctypes.ErrGRPCMemberNotFound
 	}
 	if !m.IsLearner {
 		return nil, rpctypes.ErrGRPCMemberNotLearner
-	}
-	if !s.isLeader() {
-		return s.forwardPromote(ctx, id)
 	}
 	st := s.node.Status()
 	leader, ok1 := st.Progress[s.id.MemberID]
