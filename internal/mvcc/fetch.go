@@ -25,7 +25,9 @@ const pointReads = 2
 // The key-values are allocated together and their keys and values share
 // buffers; callers may change their fields but not the bytes of a key or a
 // value in place.
-func fetch(r pebble.Reader, revs []Revision) ([]*mvccpb.KeyValue, error) {
+//
+// With a cache, point reads look there first and fill it.
+func fetch(r pebble.Reader, revs []Revision, cache *recordCache) ([]*mvccpb.KeyValue, error) {
 	if len(revs) == 0 {
 		return []*mvccpb.KeyValue{}, nil
 	}
@@ -37,6 +39,14 @@ func fetch(r pebble.Reader, revs []Revision) ([]*mvccpb.KeyValue, error) {
 	var a arena
 	if len(revs) <= pointReads {
 		for i, rv := range revs {
+			if cache != nil {
+				if v := cache.get(rv); v != nil {
+					if err := decodeKV(a.copy(v, len(revs)-i), kvs[i]); err != nil {
+						return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, rv.Main, rv.Sub, err)
+					}
+					continue
+				}
+			}
 			v, closer, err := r.Get(storage.KVKey(rv.Main, rv.Sub, false))
 			if errors.Is(err, pebble.ErrNotFound) {
 				return nil, ErrKeyNotFound
@@ -45,6 +55,9 @@ func fetch(r pebble.Reader, revs []Revision) ([]*mvccpb.KeyValue, error) {
 				return nil, err
 			}
 			err = decodeKV(a.copy(v, len(revs)-i), kvs[i])
+			if err == nil && cache != nil {
+				cache.put(rv, v)
+			}
 			closer.Close()
 			if err != nil {
 				return nil, fmt.Errorf("%w: revision %d_%d: %v", storage.ErrCorrupt, rv.Main, rv.Sub, err)

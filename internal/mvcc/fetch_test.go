@@ -119,7 +119,14 @@ func TestFetchOrderAndMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 500; i++ {
+	// Every other fetch goes through a record cache, which the earlier
+	// ones filled: the answers must be the same.
+	var cache recordCache
+	for i := 0; i < 1000; i++ {
+		c := &cache
+		if i%2 == 0 {
+			c = nil
+		}
 		var revs []Revision
 		missing := false
 		for n := rng.IntN(12) + 1; n > 0; n-- {
@@ -132,7 +139,7 @@ func TestFetchOrderAndMissing(t *testing.T) {
 			}
 			revs = append(revs, r)
 		}
-		kvs, err := fetch(db, revs)
+		kvs, err := fetch(db, revs, c)
 		if missing {
 			if !errors.Is(err, ErrKeyNotFound) {
 				t.Fatalf("fetch(%v) = %v, %v; want ErrKeyNotFound", revs, kvs, err)
@@ -150,5 +157,39 @@ func TestFetchOrderAndMissing(t *testing.T) {
 				t.Fatalf("fetch(%v)[%d] = %v, want key %s", revs, j, kvs[j], want)
 			}
 		}
+	}
+}
+
+func TestRecordCache(t *testing.T) {
+	var c recordCache
+	a, b := Revision{Main: 5}, Revision{Main: 5, Sub: 1}
+	if c.get(a) != nil {
+		t.Fatal("empty cache answered")
+	}
+	rec := []byte("record a")
+	c.put(a, rec)
+	rec[0] = 'X' // the cache holds its own copy
+	if got := string(c.get(a)); got != "record a" {
+		t.Fatalf("get(a) = %q", got)
+	}
+	if c.get(b) != nil {
+		t.Fatal("another sub-revision answered from a's entry")
+	}
+	// A revision that takes the same slot replaces the entry.
+	other := Revision{Main: 6}
+	for c.slot(other) != c.slot(a) {
+		other.Main++
+	}
+	c.put(other, []byte("record other"))
+	if c.get(a) != nil || string(c.get(other)) != "record other" {
+		t.Fatal("a colliding revision did not replace the entry")
+	}
+	c.put(b, make([]byte, recordCacheMax+1))
+	if c.get(b) != nil {
+		t.Fatal("a record over the size limit was cached")
+	}
+	c.clear()
+	if c.get(other) != nil {
+		t.Fatal("clear left an entry")
 	}
 }

@@ -66,6 +66,9 @@ type Store struct {
 	wpivot  keyHistory
 	scratch []byte
 
+	// records caches small records for point reads (Range).
+	records recordCache
+
 	// bytes is the size of the records the store holds (keys and values
 	// of every revision not yet removed by compaction): the space the
 	// quota counts.
@@ -98,6 +101,7 @@ func (s *Store) Reload() error {
 	s.mu.Lock()
 	s.ix, s.rev, s.pendingRev, s.compactRev, s.keep, s.leased = n.ix, n.rev, n.pendingRev, n.compactRev, n.keep, n.leased
 	s.bytes.Store(n.bytes.Load())
+	s.records.clear()
 	s.mu.Unlock()
 	return nil
 }
@@ -246,7 +250,7 @@ func (s *Store) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	if o.Count {
 		return res, nil
 	}
-	res.KVs, err = fetch(s.db, revs)
+	res.KVs, err = fetch(s.db, revs, &s.records)
 	if errors.Is(err, ErrKeyNotFound) {
 		// A compaction removed a record this read needed: the revision
 		// was compacted while the read was in flight.

@@ -62,7 +62,7 @@ func (w *Write) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	if o.Count {
 		return res, nil
 	}
-	res.KVs, err = fetch(w.b, revs)
+	res.KVs, err = fetch(w.b, revs, nil)
 	if errors.Is(err, ErrKeyNotFound) {
 		return nil, ErrCompacted
 	}
