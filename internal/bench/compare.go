@@ -266,6 +266,8 @@ func (res *Results) WriteMarkdown(w io.Writer) error {
 					ratio(c.tput, o.tput), ratio(c.p50, o.p50), ratio(c.p99, o.p99), ratio(c.rssMiB, o.rssMiB))
 			}
 		}
+		// Measures per server, then cairn's median over etcd's per measure.
+		kv := map[string]map[string]spread{}
 		for _, s := range serverOrder(servers) {
 			metrics := map[string][]float64{}
 			for _, r := range servers[s] {
@@ -278,9 +280,23 @@ func (res *Results) WriteMarkdown(w io.Writer) error {
 				names = append(names, k)
 			}
 			sort.Strings(names)
+			kv[s] = map[string]spread{}
 			for _, k := range names {
 				sp := spreadOf(metrics[k])
+				kv[s][k] = sp
 				kvRows = append(kvRows, fmt.Sprintf("| %s | %s | %s | %d | %s |\n", name, s, k, sp.n, sp.format(2)))
+			}
+		}
+		if c, e := kv["cairn"], kv["etcd"]; len(c) > 0 && len(e) > 0 {
+			names := make([]string, 0, len(c))
+			for k := range c {
+				if _, ok := e[k]; ok {
+					names = append(names, k)
+				}
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				kvRows = append(kvRows, fmt.Sprintf("| %s | **cairn/etcd** | %s | | **%s** |\n", name, k, ratio(c[k], e[k])))
 			}
 		}
 	}

@@ -43,6 +43,9 @@ func TestCompareMarkdown(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "large__cairn__r2.kv"), []byte("restart_s 2.5\ndb_bytes 3000\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "large__etcd__r1.kv"), []byte("restart_s 4\ndb_bytes 4000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	res, err := LoadResults(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +64,9 @@ func TestCompareMarkdown(t *testing.T) {
 		"| range-s | etcd | 1 | 50 | 1.00 | 2.00 | 4 | 0 |",
 		"| large | cairn | db_bytes | 2 | 2000.00 (1000.00–3000.00) |",
 		"| large | cairn | restart_s | 2 | 2.00 (1.50–2.50) |",
+		"| large | etcd | restart_s | 1 | 4.00 |",
+		"| large | **cairn/etcd** | db_bytes | | **0.50** |",
+		"| large | **cairn/etcd** | restart_s | | **0.50** |",
 		"- `put-1c`: put, 1 client\n- `range-s`: serializable range\n",
 	} {
 		if !strings.Contains(out, want) {
