@@ -161,6 +161,9 @@ func Start(cfg Config) (*Node, error) {
 			return nil, errors.New("raftnode: a new member needs its initial peers")
 		}
 		n.node = raft.StartNode(rc, cfg.Peers)
+		if len(cfg.Peers) == 1 && cfg.Peers[0].ID == cfg.ID {
+			go n.campaignWhenBootstrapped(1)
+		}
 	} else {
 		if st.Snapshot.GetIndex() > 0 {
 			if err := mem.ApplySnapshot(&raftpb.Snapshot{Metadata: st.Snapshot}); err != nil {
@@ -221,6 +224,31 @@ func Start(cfg Config) (*Node, error) {
 	n.prevHS = st.HardState
 	go n.run()
 	return n, nil
+}
+
+// campaignWhenBootstrapped makes a new cluster's only member campaign as
+// soon as it has applied its bootstrap entries (up to index), instead of
+// after an election timeout: raft refuses a campaign while configuration
+// changes wait to be applied, and a fresh member starts with its own. It
+// gives up after two seconds, when an election has happened anyway.
+func (n *Node) campaignWhenBootstrapped(index uint64) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for range 400 {
+		select {
+		case <-n.stopC:
+			return
+		case <-t.C:
+		}
+		st := n.node.Status()
+		if st.Lead != raft.None || st.RaftState != raft.StateFollower {
+			return
+		}
+		if st.Applied >= index {
+			_ = n.node.Campaign(context.Background())
+			return
+		}
+	}
 }
 
 // soleVoter reports whether id is the only voter of cs (learners aside).

@@ -165,6 +165,28 @@ func TestSoleVoterCampaignsAtRestart(t *testing.T) {
 	m2.waitData("b")
 }
 
+// TestNewSoleMemberCampaignsAtStart starts a new one-member cluster whose
+// clock never ticks: it can only become leader by campaigning once its
+// bootstrap entries are applied.
+func TestNewSoleMemberCampaignsAtStart(t *testing.T) {
+	eng, err := storage.Open("/data", storage.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	m := startTicking(t, eng, 0, nil, 1000, time.Hour)
+	defer m.n.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.n.Lead() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("new sole member is %v with no ticks, want leader", m.n.Status().RaftState)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	m.propose("a")
+	m.waitData("a")
+}
+
 func TestSnapshotTruncatesLog(t *testing.T) {
 	fs := vfs.NewMem()
 	eng, err := storage.Open("/data", storage.Options{FS: fs})
