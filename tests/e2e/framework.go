@@ -45,6 +45,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -305,9 +306,40 @@ func (m *Member) pickPorts() {
 }
 
 // freeLoopbackAddr returns 127.0.0.1:port for a port that was free a moment
-// ago. Another process may take it before the server binds; start retries.
+// ago and that this test process has not handed out before.
+//
+// The ports come from below the kernel's ephemeral range (where bind to
+// port 0 and outgoing connections take their local ports), so neither a
+// client connection of a running test nor another process's probe can
+// take the port between this probe and the server's bind: a cluster's
+// members cannot pick new ports one by one once the initial cluster
+// names them. Another test process picking at random from the same range
+// at the same moment remains possible but unlikely; a single member's
+// start retries on a taken port.
 func freeLoopbackAddr(t testing.TB) string {
 	t.Helper()
+	lo, hi := probeRange()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		if hi <= lo {
+			break
+		}
+		port := lo + rand.IntN(hi-lo)
+		if portsGiven[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		portsGiven[port] = true
+		return addr
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -317,6 +349,25 @@ func freeLoopbackAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// probeRange is the range of ports freeLoopbackAddr picks from: up to
+// 12000 ports below the first ephemeral port, and not below 10000.
+func probeRange() (lo, hi int) {
+	first := 32768 // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				first = v
+			}
+		}
+	}
+	return max(10000, first-12000), first
 }
 
 // Name is the member's --name.
