@@ -351,6 +351,13 @@ func freeLoopbackAddr(t testing.TB) string {
 	return addr
 }
 
+// FreeLoopbackAddr is freeLoopbackAddr for other test packages that start
+// servers of their own next to the e2e members (services under a warden).
+func FreeLoopbackAddr(t testing.TB) string {
+	t.Helper()
+	return freeLoopbackAddr(t)
+}
+
 var (
 	portsMu    sync.Mutex
 	portsGiven = map[int]bool{}

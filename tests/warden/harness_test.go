@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -197,31 +196,12 @@ func (w *wardenProc) metric(sample string) float64 {
 	return -1
 }
 
-var (
-	portsMu sync.Mutex
-	ports   = map[string]bool{} // addresses handed out by freeAddr in this run
-)
-
-// freeAddr returns 127.0.0.1:port for a port that was free a moment ago and
-// that no other call in this test run has returned.
+// freeAddr returns 127.0.0.1:port for a port that was free a moment ago
+// and that no other call in this test run has returned (the e2e
+// framework's probe, below the ephemeral port range).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if !ports[addr] {
-			ports[addr] = true
-			return addr
-		}
-	}
-	t.Fatal("no new free port in 100 tries")
-	return ""
+	return e2e.FreeLoopbackAddr(t)
 }
 
 func freePort(t *testing.T) int {
