@@ -3,15 +3,15 @@ package bench
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/cairn-kv/cairn/internal/config"
 )
 
 // Config holds the flags every workload shares (etcd's benchmark names).
@@ -56,23 +56,8 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	cfg := &tls.Config{InsecureSkipVerify: c.InsecureTLS} // #nosec G402 -- only with --insecure-skip-tls-verify
-	if c.CACert != "" {
-		pem, err := os.ReadFile(c.CACert)
-		if err != nil {
-			return nil, fmt.Errorf("--cacert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert %s: no PEM certificates", c.CACert)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("--cert/--key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+	if err := config.ClientCerts(cfg, c.CACert, c.Cert, c.Key); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

@@ -2,8 +2,11 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
 )
 
 // TLS settings, with etcd's flags and meanings:
@@ -145,4 +148,41 @@ func (c *Config) tlsWarnings() []string {
 		}
 	}
 	return w
+}
+
+// CAPool reads the PEM certificates in file into a pool of roots to trust.
+func CAPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no PEM certificates found in %s", file)
+	}
+	return pool, nil
+}
+
+// ClientCerts fills a client's cfg from etcd's client flags: the CA bundle
+// to trust (--cacert) and the certificate with its key (--cert, --key),
+// each optional; a certificate needs its key.
+func ClientCerts(cfg *tls.Config, cacert, cert, key string) error {
+	if (cert == "") != (key == "") {
+		return errors.New("--cert and --key must be given together")
+	}
+	if cacert != "" {
+		pool, err := CAPool(cacert)
+		if err != nil {
+			return fmt.Errorf("--cacert: %w", err)
+		}
+		cfg.RootCAs = pool
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return fmt.Errorf("--cert/--key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return nil
 }

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/tls"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -70,5 +73,26 @@ func TestTLSWarnings(t *testing.T) {
 		if !strings.Contains(w, want) {
 			t.Errorf("warnings %q lack %q", c.Warnings, want)
 		}
+	}
+}
+
+func TestClientCerts(t *testing.T) {
+	dir := t.TempDir()
+	var cfg tls.Config
+	if err := ClientCerts(&cfg, "", "/c.pem", ""); err == nil || !strings.Contains(err.Error(), "--cert and --key must be given together") {
+		t.Fatalf("cert without key: %v", err)
+	}
+	notPEM := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ClientCerts(&cfg, notPEM, "", ""); err == nil || !strings.Contains(err.Error(), "--cacert: no PEM certificates found in "+notPEM) {
+		t.Fatalf("CA file without certificates: %v", err)
+	}
+	if err := ClientCerts(&cfg, filepath.Join(dir, "missing.pem"), "", ""); err == nil || !strings.Contains(err.Error(), "--cacert:") {
+		t.Fatalf("missing CA file: %v", err)
+	}
+	if err := ClientCerts(&cfg, "", "", ""); err != nil || cfg.RootCAs != nil || cfg.Certificates != nil {
+		t.Fatalf("no files: %v, %+v", err, cfg)
 	}
 }

@@ -3,7 +3,6 @@ package ctl
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/cairn-kv/cairn/internal/config"
 )
 
 // globalFlags are etcdctl's persistent flags, with etcdctl's defaults.
@@ -156,26 +157,8 @@ func (g *globalFlags) tlsConfig(eps []string) (*tls.Config, error) {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if (g.cert == "") != (g.key == "") {
-		return nil, errors.New("--cert and --key must be given together")
-	}
-	if g.cert != "" {
-		pair, err := tls.LoadX509KeyPair(g.cert, g.key)
-		if err != nil {
-			return nil, fmt.Errorf("loading --cert/--key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	if g.cacert != "" {
-		pem, err := os.ReadFile(g.cacert)
-		if err != nil {
-			return nil, fmt.Errorf("reading --cacert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert %s: no PEM certificates found", g.cacert)
-		}
-		cfg.RootCAs = pool
+	if err := config.ClientCerts(cfg, g.cacert, g.cert, g.key); err != nil {
+		return nil, err
 	}
 	cfg.InsecureSkipVerify = g.insecureSkipVerify
 	return cfg, nil

@@ -86,13 +86,8 @@ func buildTLS(lg *zap.Logger, cfg *config.Config, info config.TLSInfo, side stri
 	}
 	var pool *x509.CertPool
 	if info.TrustedCAFile != "" {
-		pem, err := os.ReadFile(info.TrustedCAFile)
-		if err != nil {
+		if pool, err = config.CAPool(info.TrustedCAFile); err != nil {
 			return nil, fmt.Errorf("%s TLS: %w", side, err)
-		}
-		pool = x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s TLS: no certificate found in %s", side, info.TrustedCAFile)
 		}
 	}
 	minV, err := config.TLSVersion(cfg.TLSMinVersion)

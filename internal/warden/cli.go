@@ -3,13 +3,11 @@ package warden
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -158,26 +156,8 @@ func clientTLS(f *cliFlags) (*tls.Config, error) {
 		return nil, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: f.insecureTLS} //nolint:gosec
-	if f.cacert != "" {
-		pem, err := os.ReadFile(f.cacert)
-		if err != nil {
-			return nil, fmt.Errorf("--cacert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert: no certificate in %s", f.cacert)
-		}
-		tc.RootCAs = pool
-	}
-	if (f.cert == "") != (f.key == "") {
-		return nil, errors.New("--cert and --key go together")
-	}
-	if f.cert != "" {
-		c, err := tls.LoadX509KeyPair(f.cert, f.key)
-		if err != nil {
-			return nil, fmt.Errorf("--cert/--key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{c}
+	if err := config.ClientCerts(tc, f.cacert, f.cert, f.key); err != nil {
+		return nil, err
 	}
 	return tc, nil
 }
