@@ -259,16 +259,26 @@ func (s *Store) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	return res, err
 }
 
-func (s *Store) lookupLocked(key, end []byte, o RangeOptions, cur int64) ([]Revision, int, error) {
-	rev := o.Rev
+// readRevLocked is the revision a range asking for rev reads at, with the
+// store at cur: cur for 0 or less; an error for one past cur or below the
+// compaction.
+func (s *Store) readRevLocked(rev, cur int64) (int64, error) {
 	if rev > cur {
-		return nil, 0, ErrFutureRev
+		return 0, ErrFutureRev
 	}
 	if rev <= 0 {
 		rev = cur
 	}
 	if rev < s.compactRev {
-		return nil, 0, ErrCompacted
+		return 0, ErrCompacted
+	}
+	return rev, nil
+}
+
+func (s *Store) lookupLocked(key, end []byte, o RangeOptions, cur int64) ([]Revision, int, error) {
+	rev, err := s.readRevLocked(o.Rev, cur)
+	if err != nil {
+		return nil, 0, err
 	}
 	var revs []Revision
 	count := 0
@@ -289,15 +299,9 @@ func (s *Store) lookupLocked(key, end []byte, o RangeOptions, cur int64) ([]Revi
 // keysLocked is lookupLocked for a keys-only range: the key-values come
 // from the index (key, create and mod revisions, version).
 func (s *Store) keysLocked(key, end []byte, o RangeOptions, cur int64) ([]*mvccpb.KeyValue, int, error) {
-	rev := o.Rev
-	if rev > cur {
-		return nil, 0, ErrFutureRev
-	}
-	if rev <= 0 {
-		rev = cur
-	}
-	if rev < s.compactRev {
-		return nil, 0, ErrCompacted
+	rev, err := s.readRevLocked(o.Rev, cur)
+	if err != nil {
+		return nil, 0, err
 	}
 	kvs := []*mvccpb.KeyValue{}
 	var slab []mvccpb.KeyValue
