@@ -67,6 +67,18 @@ func startTicking(t *testing.T, eng *storage.Engine, applied uint64, cs *raftpb.
 	return m
 }
 
+// waitLeader waits until the member (who, in the failure) leads.
+func (m *member) waitLeader(who string) {
+	m.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.n.Lead() != 1 {
+		if time.Now().After(deadline) {
+			m.t.Fatalf("%s is %v with no ticks, want leader", who, m.n.Status().RaftState)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitData waits for a normal entry carrying data.
 func (m *member) waitData(want string) *raftpb.Entry {
 	m.t.Helper()
@@ -154,13 +166,7 @@ func TestSoleVoterCampaignsAtRestart(t *testing.T) {
 
 	m2 := startTicking(t, eng, ea.GetIndex(), cs, 1000, time.Hour)
 	defer m2.n.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for m2.n.Lead() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted sole voter is %v with no ticks, want leader", m2.n.Status().RaftState)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	m2.waitLeader("restarted sole voter")
 	m2.propose("b")
 	m2.waitData("b")
 }
@@ -176,13 +182,7 @@ func TestNewSoleMemberCampaignsAtStart(t *testing.T) {
 	defer eng.Close()
 	m := startTicking(t, eng, 0, nil, 1000, time.Hour)
 	defer m.n.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for m.n.Lead() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("new sole member is %v with no ticks, want leader", m.n.Status().RaftState)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	m.waitLeader("new sole member")
 	m.propose("a")
 	m.waitData("a")
 }
